@@ -1,0 +1,46 @@
+# AnimeDataBase: every command a person or CI needs, each installing what it needs first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+SHARED_PAGES ?= ../shared/fixtures/myanimelist
+
+# The real pages recorded in $(SHARED_PAGES); a replay crawl of them makes the committed seeds.
+REPLAY_URLS := https://myanimelist.net/topanime.php,https://myanimelist.net/anime/season/2018/spring,https://myanimelist.net/anime/producer/1/Studio_Pierrot,https://myanimelist.net/anime/6/Trigun,https://myanimelist.net/anime/35073/Overlord_II/characters,https://myanimelist.net/manga/11/Naruto,https://myanimelist.net/people/99/Miyuki_Sawashiro
+
+.PHONY: install test lint typecheck pytest demo crawl-replay bench bench-crawl clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+demo: install
+	PATH="$(BIN):$$PATH" $(BIN)/python -m animedb.demo --shared-pages "$(SHARED_PAGES)" --replay-urls "$(REPLAY_URLS)"
+
+# Rebuild seeds/*.csv from the recorded pages (the exact command is in the README).
+crawl-replay: install
+	$(BIN)/scrapy crawl myanimelist -a replay=$(SHARED_PAGES) -a start_urls=$(REPLAY_URLS) -a out=seeds
+
+bench: bench-crawl
+
+bench-crawl: install
+	$(BIN)/python -m bench.bench_crawl --pages "$(SHARED_PAGES)" --replay-urls "$(REPLAY_URLS)"
+
+clean:
+	rm -rf target logs dbt_packages lake .pytest_cache .mypy_cache .ruff_cache

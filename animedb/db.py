@@ -1,0 +1,244 @@
+"""Where the database is, for every tool: libpq's environment variables when any is set,
+otherwise an embedded PostgreSQL (from the `pgserver` wheel) kept under `.animedb/`.
+
+Nothing else in the repository reads PG* variables or starts a server; dbt gets the same
+answer through `animedb env`, which prints the variables its profile reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+PG_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
+DEFAULT_DATABASE = "animedb"
+EMBEDDED_USER = "postgres"
+HOME_VARIABLE = "ANIMEDB_HOME"
+# The least-privileged roles the unattended tools act as (created by dbt, macros/roles.sql).
+GENERATOR_ROLE = "animedb_generator"
+EXPORTER_ROLE = "animedb_exporter"
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database named by the settings cannot be reached; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """libpq connection parameters; None means 'libpq decides' (its own defaults, .pgpass...)."""
+
+    host: str | None
+    port: int | None
+    user: str | None
+    password: str | None
+    dbname: str
+    embedded: bool
+
+    def conninfo(self, **extra: str | int | None) -> str:
+        params: dict[str, str | int | None] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "dbname": self.dbname,
+        }
+        params.update(extra)
+        return psycopg.conninfo.make_conninfo(
+            "", **{k: v for k, v in params.items() if v is not None}
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The PG* variables that point any libpq client (psql, dbt, DuckDB) at this database."""
+        values = {
+            "PGHOST": self.host,
+            "PGPORT": None if self.port is None else str(self.port),
+            "PGUSER": self.user,
+            "PGPASSWORD": self.password,
+            "PGDATABASE": self.dbname,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+    def describe(self) -> str:
+        where = f"{self.host or 'localhost'}:{self.port or 5432}/{self.dbname}"
+        return f"embedded PostgreSQL at {where}" if self.embedded else f"PostgreSQL at {where}"
+
+
+def project_home() -> Path:
+    """The folder that holds the embedded server's data: $ANIMEDB_HOME, else `.animedb/`
+    beside dbt_project.yml (the repository), else in the current folder."""
+    configured = os.environ.get(HOME_VARIABLE)
+    if configured:
+        return Path(configured).expanduser().resolve()
+    repo = Path(__file__).resolve().parent.parent
+    base = repo if (repo / "dbt_project.yml").exists() else Path.cwd()
+    return base / ".animedb"
+
+
+def uses_environment(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return any(env.get(name) for name in PG_VARIABLES)
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    port_text = env.get("PGPORT")
+    try:
+        port = int(port_text) if port_text else None
+    except ValueError:
+        raise DatabaseUnavailable(
+            f"PGPORT={port_text!r} is not a port number: set it to the server's port, e.g. 5432"
+        ) from None
+    return Settings(
+        host=env.get("PGHOST") or None,
+        port=port,
+        user=env.get("PGUSER") or None,
+        password=env.get("PGPASSWORD") or None,
+        dbname=env.get("PGDATABASE") or DEFAULT_DATABASE,
+        embedded=False,
+    )
+
+
+def _pgdata(home: Path) -> Path:
+    return home / "pgdata"
+
+
+def embedded_settings(home: Path | None = None, *, start: bool = True) -> Settings:
+    """Settings of the embedded server, started (and its database created) on first use."""
+    home = project_home() if home is None else home
+    pgdata = _pgdata(home)
+    if not start and not (pgdata / "postmaster.pid").exists():
+        raise DatabaseUnavailable(
+            f"the embedded PostgreSQL under {home} is not running: "
+            "run `animedb start` (or any tool) to start it"
+        )
+    home.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset on servers; it falls back to /tmp.
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        try:
+            server = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
+            info = server.get_postmaster_info()
+        except Exception as exc:
+            raise DatabaseUnavailable(
+                f"could not start the embedded PostgreSQL in {pgdata}: {exc} "
+                f"(its log is {pgdata / 'log'})"
+            ) from exc
+    host = str(info.socket_dir) if info.socket_dir is not None else info.hostname
+    settings = Settings(
+        host=host,
+        port=info.port,
+        user=EMBEDDED_USER,
+        password=None,
+        dbname=DEFAULT_DATABASE,
+        embedded=True,
+    )
+    _ensure_database(settings)
+    return settings
+
+
+def _ensure_database(settings: Settings) -> None:
+    with psycopg.connect(settings.conninfo(dbname="postgres"), autocommit=True) as conn:
+        exists = conn.execute(
+            "select 1 from pg_database where datname = %s", (settings.dbname,)
+        ).fetchone()
+        if exists:
+            return
+        # Two tools starting at once may both get here; the loser's error means "done".
+        with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(settings.dbname)))
+
+
+def resolve(*, start: bool = True) -> Settings:
+    """The settings every tool uses: PG* variables if any is set, else the embedded server."""
+    if uses_environment():
+        return from_environment()
+    return embedded_settings(start=start)
+
+
+def stop_embedded(home: Path | None = None) -> bool:
+    """Stop the embedded server; False when it was not running."""
+    home = project_home() if home is None else home
+    pgdata = _pgdata(home)
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver import _commands
+
+    user = "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)  # type: ignore[attr-defined]
+    return True
+
+
+def connect(
+    settings: Settings | None = None,
+    *,
+    application_name: str,
+    autocommit: bool = False,
+    role: str | None = None,
+    connect_timeout: int = 10,
+) -> psycopg.Connection[TupleRow]:
+    """Open a connection, naming the tool in pg_stat_activity and, with `role`, acting as that
+    role for the whole session. Failures become DatabaseUnavailable with one clear line."""
+    settings = resolve() if settings is None else settings
+    try:
+        conn = psycopg.connect(
+            settings.conninfo(application_name=application_name, connect_timeout=connect_timeout),
+            autocommit=autocommit,
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(
+            f"cannot connect to {settings.describe()}: {_first_line(exc)} "
+            "(check PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE)"
+        ) from exc
+    if role is not None:
+        try:
+            conn.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
+            if not autocommit:
+                conn.commit()  # a later rollback must not undo the role
+        except psycopg.Error as exc:
+            conn.close()
+            raise DatabaseUnavailable(
+                f"cannot act as role {role} on {settings.describe()}: {_first_line(exc)} "
+                "(run `animedb dbt build`, which creates the roles and grants them to its user)"
+            ) from exc
+    return conn
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def connection(
+    settings: Settings | None = None,
+    *,
+    application_name: str,
+    autocommit: bool = False,
+    role: str | None = None,
+) -> Iterator[psycopg.Connection[TupleRow]]:
+    conn = connect(settings, application_name=application_name, autocommit=autocommit, role=role)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def shell_exports(settings: Settings) -> str:
+    """`export` lines for a POSIX shell; variables the settings leave to libpq are unset."""
+    env = settings.environment()
+    lines = [f"export {name}={shlex.quote(env[name])}" for name in PG_VARIABLES if name in env]
+    lines += [f"unset {name}" for name in PG_VARIABLES if name not in env]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Exporter: exact incremental copies of PostgreSQL tables into a Parquet lake."""

@@ -1,0 +1,1 @@
+"""Generators of user activity (users, wishlist, ratings) that keep the catalog alive."""
