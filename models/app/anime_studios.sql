@@ -1,0 +1,1 @@
+{{ anime_companies_in_role('studio', 'studios') }}

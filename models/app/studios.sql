@@ -1,0 +1,1 @@
+{{ companies_in_role('studio') }}

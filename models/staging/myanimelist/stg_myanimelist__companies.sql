@@ -1,0 +1,19 @@
+{{ assert_seed(ref('mal_companies'), key=['company_id'], required=['company_id', 'name']) }}
+
+with source as (
+
+    select * from {{ ref('mal_companies') }}
+
+),
+
+renamed as (
+
+    select
+        company_id::bigint as mal_id,
+        trim(name) as name
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,20 @@
+{{ assert_seed(ref('mal_manga'), key=['manga_id'], required=['manga_id', 'title']) }}
+
+with source as (
+
+    select * from {{ ref('mal_manga') }}
+
+),
+
+renamed as (
+
+    select
+        manga_id::bigint as mal_id,
+        trim(title) as title,
+        nullif(trim(type), '') as media_type
+
+    from source
+
+)
+
+select * from renamed

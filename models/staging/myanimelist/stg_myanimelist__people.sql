@@ -1,0 +1,19 @@
+{{ assert_seed(ref('mal_people'), key=['person_id'], required=['person_id', 'name']) }}
+
+with source as (
+
+    select * from {{ ref('mal_people') }}
+
+),
+
+renamed as (
+
+    select
+        person_id::bigint as mal_id,
+        trim(name) as name
+
+    from source
+
+)
+
+select * from renamed
