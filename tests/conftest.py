@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg.rows import TupleRow
 
-from tests import pg_harness
+from tests import pg_harness, s3_harness
 from tests.pg_harness import Server
 
 _database_numbers = itertools.count(1)
@@ -56,3 +56,31 @@ def conn(pg: Server, app_db: str) -> Iterator[psycopg.Connection[TupleRow]]:
     """An autocommit connection to the test's database, as the superuser."""
     with pg.connect(app_db, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[s3_harness.S3Endpoint]:
+    """moto's S3 server on loopback, authenticating, behind a proxy tests can cut."""
+    endpoint = s3_harness.start_s3()
+    yield endpoint
+    s3_harness.stop_s3(endpoint)
+
+
+@pytest.fixture
+def s3(s3_server: s3_harness.S3Endpoint, monkeypatch: pytest.MonkeyPatch) -> s3_harness.S3Endpoint:
+    """The S3 endpoint with a fresh bucket `lake-<n>` and the AWS variables of this process set."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    bucket = f"lake-{next(_database_numbers)}"
+    s3_server.create_bucket(bucket)
+    if not s3_server.proxy.running:
+        s3_server.proxy.start()
+    return s3_server
+
+
+@pytest.fixture
+def s3_target(s3: s3_harness.S3Endpoint) -> str:
+    """An s3:// target in this test's fresh bucket."""
+    return f"s3://{s3.buckets[-1]}/lake"

@@ -1,0 +1,159 @@
+"""DuckDB as the exporter's engine: it reads PostgreSQL through the postgres extension and writes
+Parquet. Extensions are LOADed from the files their pip wheels ship, never downloaded.
+
+Reads are single COPY statements with the window pushed down (`pg_use_ctid_scan` off), so
+PostgreSQL answers a delta from the cursor's index instead of scanning the table in ctid ranges.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import duckdb
+
+from animedb import db
+from exporter.errors import ExportError
+from exporter.lake import S3Access
+
+READER_APPLICATION = "animedb-exporter-reader"
+
+
+def extension_file(module: ModuleType, name: str) -> Path:
+    """The .duckdb_extension file a wheel ships (duckdb-extension-<name> packages)."""
+    base = Path(module.__path__[0])
+    found = sorted(base.rglob(f"{name}.duckdb_extension"))
+    if not found:
+        raise ExportError(f"the {name} DuckDB extension is not installed: run `make install`")
+    return found[0]
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class DuckConfig:
+    """DuckDB's resources; Lambda sets them from its environment (memory, /tmp)."""
+
+    memory_limit: str | None = None
+    threads: int | None = None
+    temp_directory: str | None = None
+
+    @classmethod
+    def from_environment(cls) -> DuckConfig:
+        threads = os.environ.get("ANIMEDB_DUCKDB_THREADS")
+        return cls(
+            memory_limit=os.environ.get("ANIMEDB_DUCKDB_MEMORY_LIMIT") or None,
+            threads=int(threads) if threads else None,
+            temp_directory=os.environ.get("ANIMEDB_DUCKDB_TEMP_DIR") or None,
+        )
+
+
+def connect(config: DuckConfig | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with both extensions loaded and nothing fetched from the network."""
+    import duckdb_extension_httpfs  # type: ignore[import-untyped]
+    import duckdb_extension_postgres_scanner  # type: ignore[import-untyped]
+
+    config = config or DuckConfig.from_environment()
+    settings: dict[str, str | bool | int | float | list[str]] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
+    home = os.environ.get("HOME")
+    if not home or not os.access(home, os.W_OK):
+        # Lambda runs without a usable HOME; DuckDB wants one for its own files
+        settings["home_directory"] = tempfile.gettempdir()
+    if config.memory_limit:
+        settings["memory_limit"] = config.memory_limit
+    if config.threads:
+        settings["threads"] = config.threads
+    if config.temp_directory:
+        settings["temp_directory"] = config.temp_directory
+    con = duckdb.connect(config=settings)
+    con.execute("SET TimeZone = 'UTC'")  # timestamptz values print and hash the same everywhere
+    con.execute(
+        f"LOAD {_quote(str(extension_file(duckdb_extension_postgres_scanner, 'postgres_scanner')))}"
+    )
+    con.execute(f"LOAD {_quote(str(extension_file(duckdb_extension_httpfs, 'httpfs')))}")
+    return con
+
+
+def attach_postgres(
+    con: duckdb.DuckDBPyConnection,
+    settings: db.Settings,
+    *,
+    alias: str = "pg",
+    role: str | None = db.EXPORTER_ROLE,
+    application_name: str = READER_APPLICATION,
+) -> None:
+    """Attach PostgreSQL read-only, acting as `role` (a startup option, kept because the
+    connection pool, which would DISCARD ALL and drop the role, is off)."""
+    options = {"application_name": application_name, "connect_timeout": "10"}
+    if role:
+        options["options"] = f"-c role={role}"
+    conninfo = settings.conninfo(**options)
+    con.execute("SET pg_use_ctid_scan = false")
+    con.execute("SET pg_pool_max_connections = 0")
+    try:
+        con.execute(f"ATTACH {_quote(conninfo)} AS {alias} (TYPE postgres, READ_ONLY)")
+    except duckdb.Error as exc:
+        raise ExportError(
+            f"DuckDB cannot attach {settings.describe()}: {_first_line(exc)}"
+        ) from exc
+
+
+def use_s3(con: duckdb.DuckDBPyConnection, access: S3Access) -> None:
+    """Give httpfs the credentials the AWS SDK resolved (DuckDB's own chain needs the aws
+    extension, which is not shipped as a wheel)."""
+    parts = [
+        "TYPE s3",
+        f"KEY_ID {_quote(access.key_id)}",
+        f"SECRET {_quote(access.secret)}",
+        f"REGION {_quote(access.region)}",
+        f"USE_SSL {'true' if access.use_ssl else 'false'}",
+    ]
+    if access.session_token:
+        parts.append(f"SESSION_TOKEN {_quote(access.session_token)}")
+    if access.endpoint:
+        parts += [f"ENDPOINT {_quote(access.endpoint)}", "URL_STYLE 'path'"]
+    con.execute(f"CREATE OR REPLACE SECRET lake ({', '.join(parts)})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def session(
+    settings: db.Settings,
+    config: DuckConfig | None = None,
+    *,
+    role: str | None = db.EXPORTER_ROLE,
+    application_name: str = READER_APPLICATION,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(config)
+    try:
+        attach_postgres(con, settings, role=role, application_name=application_name)
+        yield con
+    finally:
+        con.close()
+
+
+def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, destination: Path) -> int:
+    """Write the rows of `query` to a zstd Parquet file; the number of rows written."""
+    try:
+        result = con.execute(
+            f"COPY ({query}) TO {_quote(str(destination))} (FORMAT parquet, COMPRESSION zstd)"
+        ).fetchone()
+    except duckdb.Error as exc:
+        raise ExportError(
+            f"reading from PostgreSQL or writing Parquet failed: {_first_line(exc)}"
+        ) from exc
+    return int(result[0]) if result else 0

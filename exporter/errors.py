@@ -1,0 +1,6 @@
+"""The one error type of the exporter: its message is a single line saying what is wrong and what
+to do; the CLI prints it and exits non-zero, the Lambda handler reports it."""
+
+
+class ExportError(RuntimeError):
+    """A run (or status, or verify) that cannot go on; nothing already stored is lost."""

@@ -1,0 +1,300 @@
+"""The watermark protocol (DESIGN.md): one exporter at a time, upper bounds computed before any
+read so that everything inside a window is already committed, a pending run recorded before
+files are written, and watermarks advanced with the run's commit in one transaction.
+
+`modified` tables: window max_modified <= cursor < bound, where the bound is the start of the
+oldest transaction still open in any client session (or now), minus a settle margin that covers
+a transaction whose start time is taken but not yet published in pg_stat_activity.
+`id` tables: window max_id < key <= bound, the bound being max(key) read first; a table another
+session holds a write lock on is deferred (its window stays put).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
+
+from exporter.errors import ExportError
+from exporter.tables import ExportedTable
+
+APPLICATION = "animedb-exporter"
+# pg_try_advisory_lock key: the exporter's own, shared by every process and Lambda
+LOCK_KEY = 0x616E696D65646201  # "animedb" + 1
+WRITE_LOCKS = ("RowExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
+
+
+@dataclass
+class Window:
+    """What one run exports of one table: (lo, hi] for ids, [lo, hi) for timestamps."""
+
+    table: str
+    load_type: str
+    lo: int | dt.datetime
+    hi: int | dt.datetime
+    deferred: str | None = None  # why the window stays put this run
+
+    @property
+    def empty(self) -> bool:
+        return self.deferred is not None or self.hi == self.lo
+
+    def to_json(self) -> dict[str, Any]:
+        def encode(v: int | dt.datetime) -> int | str:
+            return v.isoformat() if isinstance(v, dt.datetime) else v
+
+        return {
+            "load_type": self.load_type,
+            "lo": encode(self.lo),
+            "hi": encode(self.hi),
+            "deferred": self.deferred,
+        }
+
+    @classmethod
+    def from_json(cls, table: str, data: dict[str, Any]) -> Window:
+        def decode(v: int | str) -> int | dt.datetime:
+            return dt.datetime.fromisoformat(v) if isinstance(v, str) else int(v)
+
+        return cls(
+            table, data["load_type"], decode(data["lo"]), decode(data["hi"]), data.get("deferred")
+        )
+
+
+@dataclass
+class PendingRun:
+    run_id: int
+    target: str
+    started_at: dt.datetime
+    bound_time: dt.datetime
+    windows: dict[str, Window]
+    resumed: bool = False
+
+    @property
+    def load_date(self) -> dt.date:
+        return self.started_at.astimezone(dt.UTC).date()
+
+
+@dataclass
+class Blocker:
+    """A session whose open transaction holds the time bound back."""
+
+    pid: int
+    application_name: str
+    state: str
+    xact_start: dt.datetime
+    query: str
+
+
+@dataclass
+class Bounds:
+    bound_time: dt.datetime
+    read_at: dt.datetime
+    blocker: Blocker | None
+    prepared: int
+    max_ids: dict[str, int] = field(default_factory=dict)
+    write_locked: dict[str, str] = field(default_factory=dict)
+
+
+def acquire_lock(conn: psycopg.Connection[TupleRow]) -> None:
+    """The session lock that keeps exporters one at a time; a second one is told who runs."""
+    row = conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+    if row and row[0]:
+        return
+    holder = conn.execute(
+        "select a.pid, a.application_name, a.backend_start from pg_locks l"
+        " join pg_stat_activity a on a.pid = l.pid"
+        " where l.locktype = 'advisory' and l.granted"
+        "   and l.classid = (%s >> 32)::oid and l.objid = (%s & 4294967295)::oid",
+        (LOCK_KEY, LOCK_KEY),
+    ).fetchone()
+    who = (
+        f" (pid {holder[0]}, {holder[1] or 'no name'}, since {holder[2]:%Y-%m-%d %H:%M:%S})"
+        if holder
+        else ""
+    )
+    raise ExportError(
+        f"another exporter is running{who}: only one runs at a time, so this one stops"
+    )
+
+
+def check_privileges(conn: psycopg.Connection[TupleRow]) -> None:
+    row = conn.execute(
+        "select current_user, pg_has_role(current_user, 'pg_read_all_stats', 'usage')"
+    ).fetchone()
+    if not row or not row[1]:
+        raise ExportError(
+            f"role {row[0] if row else '?'} cannot see other sessions' transactions, which the "
+            "watermark bound needs: an administrator must GRANT pg_monitor TO animedb_exporter"
+        )
+
+
+_BOUND_TIME_SQL = """
+select now(),
+       (select count(*) from pg_prepared_xacts),
+       a.pid, a.application_name, a.state, a.xact_start, left(a.query, 200)
+from (select 1) as one
+left join lateral (
+    select pid, application_name, state, xact_start, query
+    from pg_stat_activity
+    where backend_type = 'client backend'
+      and xact_start is not null
+      and pid <> pg_backend_pid()
+      and application_name not like 'animedb-exporter%%'
+    order by xact_start
+    limit 1
+) as a on true
+"""
+
+
+def read_time_bound(conn: psycopg.Connection[TupleRow], settle: dt.timedelta) -> Bounds:
+    """The bound of `modified` windows, in a statement of its own, before any data is read."""
+    row = conn.execute(_BOUND_TIME_SQL).fetchone()
+    assert row is not None
+    read_at, prepared, pid, app, state, xact_start, query = row
+    blocker = None
+    bound = read_at - settle
+    if xact_start is not None and xact_start < bound:
+        bound = xact_start
+        blocker = Blocker(int(pid), str(app or ""), str(state or ""), xact_start, str(query or ""))
+    return Bounds(bound_time=bound, read_at=read_at, blocker=blocker, prepared=int(prepared))
+
+
+def read_id_bounds(
+    conn: psycopg.Connection[TupleRow], tables: list[ExportedTable], bounds: Bounds
+) -> None:
+    """max(key) of every `id` table first, then who holds a write lock on any of them: a table
+    written by an open transaction may still receive keys below its max, so it waits a run."""
+    id_tables = [t for t in tables if t.load_type == "id"]
+    if not id_tables:
+        return
+    from psycopg import sql
+
+    query = sql.SQL(" union all ").join(
+        sql.SQL("select {name}, (select max({key}) from {table})").format(
+            name=sql.Literal(t.name), key=sql.Identifier(t.key_column), table=t.identifier()
+        )
+        for t in id_tables
+    )
+    for name, max_id in conn.execute(query).fetchall():
+        bounds.max_ids[str(name)] = int(max_id or 0)
+    locked = conn.execute(
+        "select n.nspname || '.' || c.relname, min(l.pid), min(a.application_name)"
+        " from pg_locks l"
+        " join pg_class c on c.oid = l.relation"
+        " join pg_namespace n on n.oid = c.relnamespace"
+        " left join pg_stat_activity a on a.pid = l.pid"
+        " where l.granted and l.mode = any(%s) and l.pid <> pg_backend_pid()"
+        "   and n.nspname || '.' || c.relname = any(%s)"
+        " group by 1",
+        (list(WRITE_LOCKS), [t.name for t in id_tables]),
+    ).fetchall()
+    for name, pid, app in locked:
+        bounds.write_locked[str(name)] = (
+            f"written by pid {pid} ({app or 'no name'}), not yet committed"
+        )
+
+
+def plan_windows(tables: list[ExportedTable], bounds: Bounds) -> dict[str, Window]:
+    windows = {}
+    for t in tables:
+        if t.load_type == "id":
+            deferred = bounds.write_locked.get(t.name)
+            hi = max(bounds.max_ids.get(t.name, 0), t.max_id)
+            windows[t.name] = Window(t.name, "id", t.max_id, t.max_id if deferred else hi, deferred)
+        else:
+            deferred = None
+            if bounds.prepared:
+                deferred = f"{bounds.prepared} prepared transaction(s) may hold older rows"
+            hi_time = max(bounds.bound_time, t.max_modified)
+            windows[t.name] = Window(
+                t.name,
+                "modified",
+                t.max_modified,
+                t.max_modified if deferred else hi_time,
+                deferred,
+            )
+    return windows
+
+
+def pending_run(conn: psycopg.Connection[TupleRow]) -> PendingRun | None:
+    row = conn.execute(
+        "select run_id, target, started_at, bound_time, windows from etl.export_runs"
+        " where status = 'pending'"
+    ).fetchone()
+    if row is None:
+        return None
+    run_id, target, started_at, bound_time, windows = row
+    return PendingRun(
+        run_id=int(run_id),
+        target=str(target),
+        started_at=started_at,
+        bound_time=bound_time,
+        windows={name: Window.from_json(name, w) for name, w in windows.items()},
+        resumed=True,
+    )
+
+
+def record_pending_run(
+    conn: psycopg.Connection[TupleRow], target: str, bounds: Bounds, windows: dict[str, Window]
+) -> PendingRun:
+    """Step 1: the run and its windows are in PostgreSQL before any file is written."""
+    with conn.transaction():
+        row = conn.execute(
+            "insert into etl.export_runs (target, bound_time, windows) values (%s, %s, %s)"
+            " returning run_id, started_at",
+            (target, bounds.bound_time, Jsonb({n: w.to_json() for n, w in windows.items()})),
+        ).fetchone()
+    assert row is not None
+    return PendingRun(int(row[0]), target, row[1], bounds.bound_time, windows)
+
+
+def commit_run(
+    conn: psycopg.Connection[TupleRow],
+    run: PendingRun,
+    rows: dict[str, int],
+    manifest_uri: str,
+) -> None:
+    """Step 4: advance every watermark (never backwards) and mark the run committed, at once."""
+    with conn.transaction():
+        for name, window in run.windows.items():
+            if window.deferred is not None:
+                continue
+            if window.load_type == "id":
+                conn.execute(
+                    "update etl.watermarks set max_id = greatest(max_id, %s), last_run_id = %s,"
+                    " last_export_at = now(), rows_exported = rows_exported + %s"
+                    " where table_name = %s",
+                    (window.hi, run.run_id, rows.get(name, 0), name),
+                )
+            else:
+                conn.execute(
+                    "update etl.watermarks set max_modified = greatest(max_modified, %s),"
+                    " last_run_id = %s, last_export_at = now(),"
+                    " rows_exported = rows_exported + %s where table_name = %s",
+                    (window.hi, run.run_id, rows.get(name, 0), name),
+                )
+        updated = conn.execute(
+            "update etl.export_runs set status = 'committed', committed_at = now(),"
+            " manifest_uri = %s, rows_exported = %s where run_id = %s and status = 'pending'",
+            (manifest_uri, sum(rows.values()), run.run_id),
+        )
+        if updated.rowcount != 1:
+            raise ExportError(f"run {run.run_id} is no longer pending: it was not committed twice")
+
+
+def abandon_run(conn: psycopg.Connection[TupleRow], run_id: int) -> bool:
+    with conn.transaction():
+        result = conn.execute(
+            "update etl.export_runs set status = 'abandoned'"
+            " where run_id = %s and status = 'pending'",
+            (run_id,),
+        )
+    return result.rowcount == 1
+
+
+def windows_summary(windows: dict[str, Window]) -> str:
+    return json.dumps({n: w.to_json() for n, w in windows.items()}, sort_keys=True)

@@ -1,0 +1,144 @@
+"""The exported tables as etl.watermarks lists them, each checked against PostgreSQL's catalog
+before any SQL names it: a row that does not name a real table and columns is refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from exporter.errors import ExportError
+
+LoadType = Literal["id", "modified"]
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_KEY_TYPES = {"bigint", "integer", "smallint"}
+
+
+@dataclass(frozen=True)
+class ExportedTable:
+    """One row of etl.watermarks, validated."""
+
+    name: str  # schema-qualified, as stored: app.anime
+    schema: str
+    relname: str
+    load_type: LoadType
+    key_column: str
+    cursor_column: str
+    max_id: int
+    max_modified: dt.datetime
+    last_run_id: int | None
+    last_export_at: dt.datetime | None
+    rows_exported: int
+    columns: tuple[str, ...]
+
+    @property
+    def folder(self) -> str:
+        """The table's folder in the lake."""
+        return self.relname
+
+    def identifier(self) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(self.relname))
+
+    def duckdb_name(self, catalog: str) -> str:
+        """The table in DuckDB's attached catalog; names are checked, so quoting is plain."""
+        return f'{catalog}."{self.schema}"."{self.relname}"'
+
+
+def _split(name: str) -> tuple[str, str]:
+    schema, _, relname = name.partition(".")
+    if not (_NAME.match(schema) and _NAME.match(relname)):
+        raise ExportError(
+            f"etl.watermarks lists {name!r}, which is not a schema-qualified lowercase table name: "
+            "fix or delete that row (nothing was exported)"
+        )
+    return schema, relname
+
+
+def _columns(
+    conn: psycopg.Connection[TupleRow], schema: str, relname: str
+) -> dict[str, tuple[str, int]]:
+    """Column name -> (type name, typmod) in table order; empty when the table does not exist."""
+    rows = conn.execute(
+        "select a.attname, t.typname, a.atttypmod"
+        " from pg_attribute a"
+        " join pg_class c on c.oid = a.attrelid"
+        " join pg_namespace n on n.oid = c.relnamespace"
+        " join pg_type t on t.oid = a.atttypid"
+        " where n.nspname = %s and c.relname = %s and c.relkind in ('r', 'p')"
+        "   and a.attnum > 0 and not a.attisdropped"
+        " order by a.attnum",
+        (schema, relname),
+    ).fetchall()
+    return {str(name): (str(typ), int(typmod)) for name, typ, typmod in rows}
+
+
+_TYPE_ALIASES = {"int8": "bigint", "int4": "integer", "int2": "smallint"}
+
+
+def load_tables(conn: psycopg.Connection[TupleRow]) -> list[ExportedTable]:
+    """Every row of etl.watermarks, validated; the first bad row stops everything."""
+    try:
+        rows = conn.execute(
+            "select table_name, load_type, key_column, cursor_column, max_id, max_modified,"
+            " last_run_id, last_export_at, rows_exported from etl.watermarks order by table_name"
+        ).fetchall()
+    except psycopg.errors.UndefinedTable as exc:
+        raise ExportError(
+            "etl.watermarks does not exist: build the database first (animedb dbt build)"
+        ) from exc
+    tables = []
+    for name, load_type, key, cursor, max_id, max_modified, last_run, last_at, exported in rows:
+        schema, relname = _split(str(name))
+        columns = _columns(conn, schema, relname)
+        if not columns:
+            raise ExportError(
+                f"etl.watermarks lists {name}, which is not an existing table: "
+                "drop that row or create the table (nothing was exported)"
+            )
+        for role, column in (("key", key), ("cursor", cursor)):
+            if column not in columns:
+                raise ExportError(
+                    f"etl.watermarks gives {name} the {role} column {column!r}, which it does not "
+                    "have: fix that row (nothing was exported)"
+                )
+        key_type = _TYPE_ALIASES.get(columns[str(key)][0], columns[str(key)][0])
+        if key_type not in _KEY_TYPES:
+            raise ExportError(f"{name}: key column {key} is {key_type}, not an integer")
+        if load_type == "id" and cursor != key:
+            raise ExportError(f"{name}: an `id` table's cursor must be its key column {key}")
+        if load_type == "modified" and columns[str(cursor)][0] != "timestamptz":
+            raise ExportError(f"{name}: cursor column {cursor} must be timestamptz")
+        for column, (typ, typmod) in columns.items():
+            if typ == "numeric" and typmod < 0:
+                raise ExportError(
+                    f"{name}.{column} is numeric without precision, which DuckDB would read as a "
+                    "double: give it one (numeric(p, s)) so it keeps its meaning in the lake"
+                )
+        tables.append(
+            ExportedTable(
+                name=str(name),
+                schema=schema,
+                relname=relname,
+                load_type="id" if load_type == "id" else "modified",
+                key_column=str(key),
+                cursor_column=str(cursor),
+                max_id=int(max_id),
+                max_modified=max_modified,
+                last_run_id=last_run,
+                last_export_at=last_at,
+                rows_exported=int(exported),
+                columns=tuple(columns),
+            )
+        )
+    clashes = [f for f, n in Counter(t.folder for t in tables).items() if n > 1]
+    if clashes:
+        raise ExportError(
+            f"two exported tables share the lake folder {clashes[0]!r}: rename one of them"
+        )
+    return tables

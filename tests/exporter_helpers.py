@@ -1,0 +1,93 @@
+"""Activity on the application tables for the exporter's tests, written as plain SQL so that the
+exporter is judged against known changes (the generators' own tests judge the generators)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import psycopg
+from psycopg.rows import TupleRow
+
+from exporter import verify as verify_module
+from tests.pg_harness import REPO, Server
+
+Conn = psycopg.Connection[TupleRow]
+
+
+def add_users(conn: Conn, count: int, prefix: str = "user") -> list[int]:
+    rows = conn.execute(
+        "insert into app.users (username, email, display_name, country_code, birth_year)"
+        " select %s || g, %s || g || '@example.org', 'User ' || g, 'JP', 1990 + g %% 20"
+        " from generate_series(1, %s) g returning user_id",
+        (f"{prefix}_", f"{prefix}_", count),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def add_watching(conn: Conn, users: list[int], mal_id: int = 6, score: int | None = 8) -> None:
+    """Each user watches the anime (and rates it, when score is given)."""
+    conn.execute(
+        "insert into app.wishlist (user_id, anime_id, status, episodes_watched)"
+        " select u, a.anime_id, 'watching', 1 from unnest(%s::bigint[]) u, app.anime a"
+        " where a.mal_id = %s",
+        (users, mal_id),
+    )
+    if score is not None:
+        conn.execute(
+            "insert into app.ratings (user_id, anime_id, score)"
+            " select u, a.anime_id, %s from unnest(%s::bigint[]) u, app.anime a where a.mal_id = %s",
+            (score, users, mal_id),
+        )
+
+
+def exporter_env(server: Server, dbname: str, **extra: str) -> dict[str, str]:
+    env = server.env(dbname)
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    env: dict[str, str], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def spawn_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "exporter", *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def assert_exact(target: str, server: Server, dbname: str) -> list[verify_module.TableCheck]:
+    checks = verify_module.verify(target, server.settings(dbname))
+    bad = [c for c in checks if not c.ok]
+    assert not bad, bad
+    return checks
+
+
+def parquet_rows(
+    path: Path | str, query: str = "select count(*) from t"
+) -> list[tuple[object, ...]]:
+    con = duckdb.connect()
+    con.execute(f"create view t as select * from read_parquet('{path}')")
+    return con.execute(query).fetchall()
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AWS_"))}
