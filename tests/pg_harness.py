@@ -155,7 +155,7 @@ def make_dbt_project(dest: Path, seeds: Path = FIXTURE_SEEDS) -> Path:
     (dest / "seeds").mkdir(exist_ok=True)
     for csv in seeds.glob("*.csv"):
         shutil.copy(csv, dest / "seeds")
-    shutil.copy(seeds / "_seeds.yml", dest / "seeds")  # TODO(seed rename): the repo's _seeds.yml
+    shutil.copy(REPO / "seeds" / "_seeds.yml", dest / "seeds")
     return dest
 
 

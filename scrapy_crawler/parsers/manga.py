@@ -1,0 +1,83 @@
+"""A manga page: the manga, its authors with their roles, and the anime adapted from it."""
+
+from __future__ import annotations
+
+from scrapy.http import TextResponse
+
+from scrapy_crawler.loaders import (
+    AnimeAdaptationLoader,
+    AnimeLoader,
+    MangaAuthorLoader,
+    MangaLoader,
+    PersonLoader,
+    clean_text,
+    strip_label,
+)
+from scrapy_crawler.parsers.common import Parsed, label_rows, load, row_text, text_of
+from scrapy_crawler.urls import link_id, page_subject
+
+
+def parse_manga(response: TextResponse) -> Parsed:
+    """Authors read "Kishimoto, Masashi (Story & Art)"; each link is followed by its role."""
+    parsed = Parsed()
+    subject = page_subject(response.url)
+    if subject is None or subject[0] != "manga":
+        return parsed
+    manga_id = subject[1]
+    rows = label_rows(response)
+    parsed.items.append(
+        load(
+            MangaLoader,
+            {
+                "manga_id": manga_id,
+                "title": [
+                    response.css("span.h1-title span[itemprop=name]::text").get(),
+                    response.css("h1 span[itemprop=name]::text").get(),
+                    text_of(response.css("h1.title-name strong")),
+                ],
+                "type": row_text(rows.get("type")),
+            },
+        )
+    )
+    authors = rows.get("author")
+    for anchor in authors.xpath(".//a[contains(@href, '/people/')]") if authors else []:
+        person_id = link_id(anchor.attrib.get("href"), "person")
+        if person_id is None:
+            continue
+        after = clean_text(anchor.xpath("following-sibling::text()[1]").get()) or ""
+        role = strip_label(after.split(",")[0]) if after.startswith("(") else None
+        parsed.items.append(load(PersonLoader, {"person_id": person_id, "name": text_of(anchor)}))
+        parsed.items.append(
+            load(MangaAuthorLoader, {"manga_id": manga_id, "person_id": person_id, "role": role})
+        )
+    for entry in response.css("div.related-entries div.entry"):
+        relation = text_of(entry.css(".relation")) or ""
+        if not relation.lower().startswith("adaptation"):
+            continue
+        for anchor in entry.css(".title a"):
+            anime_id = link_id(anchor.attrib.get("href"), "anime")
+            if anime_id is None:
+                continue
+            parsed.items.append(
+                load(
+                    AnimeLoader,
+                    {"anime_id": anime_id, "title": text_of(anchor), "type": strip_label(relation)},
+                )
+            )
+            parsed.items.append(
+                load(AnimeAdaptationLoader, {"anime_id": anime_id, "manga_id": manga_id})
+            )
+    for row in response.xpath("//tr[td[1][starts-with(normalize-space(.), 'Adaptation')]]"):
+        for anchor in row.xpath("./td[2]//a[contains(@href, '/anime/')]"):
+            anime_id = link_id(anchor.attrib.get("href"), "anime")
+            if anime_id is None:
+                continue
+            after = clean_text(anchor.xpath("following-sibling::text()[1]").get()) or ""
+            kind = strip_label(after) if after.startswith("(") else None
+            parsed.items.append(
+                load(AnimeLoader, {"anime_id": anime_id, "title": text_of(anchor), "type": kind})
+            )
+            parsed.items.append(
+                load(AnimeAdaptationLoader, {"anime_id": anime_id, "manga_id": manga_id})
+            )
+    return parsed
