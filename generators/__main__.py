@@ -1,0 +1,5 @@
+"""`python -m generators`: see generators/cli.py."""
+
+from generators.cli import main
+
+main()
