@@ -23,9 +23,10 @@ from rich.table import Table
 from animedb import db
 from exporter import lake, protocol
 from exporter.errors import ExportError
-from exporter.run import DEFAULT_SETTLE, TableResult, run_export
+from exporter.run import DEFAULT_SETTLE, RunSummary, TableResult, run_export
 from exporter.run import Progress as RunProgress
 from exporter.status import status as read_status
+from exporter.verify import TableCheck
 from exporter.verify import verify as run_verify
 
 err = Console(stderr=True)
@@ -105,8 +106,13 @@ def run(target: str, settle: float, quiet: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2))
         return
-    if quiet:
-        return
+    if not quiet:
+        out.print(summary_table(summary))
+
+
+def summary_table(summary: RunSummary, title: str | None = None) -> Table:
+    """A run's final table: what each table shipped, and the totals."""
+    resumed = " (resumed)" if summary.resumed else ""
     table = Table(
         "table",
         "window",
@@ -114,7 +120,7 @@ def run(target: str, settle: float, quiet: bool, as_json: bool) -> None:
         "files",
         "bytes",
         "seconds",
-        title=f"run {summary.run_id}{' (resumed)' if summary.resumed else ''} → {summary.target}",
+        title=title or f"run {summary.run_id}{resumed} → {summary.target}",
     )
     for t in summary.tables:
         window = f"deferred: {t.deferred}" if t.deferred else f"{_short(t.lo)} → {_short(t.hi)}"
@@ -130,7 +136,7 @@ def run(target: str, settle: float, quiet: bool, as_json: bool) -> None:
         f"{summary.seconds:.2f}",
         style="bold",
     )
-    out.print(table)
+    return table
 
 
 def _short(value: str) -> str:
@@ -198,39 +204,30 @@ def verify(target: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"ok": ok, "tables": [c.to_json() for c in checks]}, indent=2))
     else:
-        table = Table(
-            "table",
-            "compared",
-            "in lake",
-            "pending",
-            "missing",
-            "extra",
-            "changed",
-            "duplicates",
-            "",
-            title=f"verify {target}",
-        )
-        for c in checks:
-            mark = "[green]ok[/green]" if c.ok else "[red]DIFFERS[/red]"
-            table.add_row(
-                c.table,
-                *(
-                    f"{v:,}"
-                    for v in (
-                        c.compared,
-                        c.lake_rows,
-                        c.pending,
-                        c.missing,
-                        c.extra,
-                        c.changed,
-                        c.duplicates,
-                    )
-                ),
-                mark,
-            )
-        out.print(table)
+        out.print(verify_table(checks, title=f"verify {target}"))
     if not ok:
         sys.exit(1)
+
+
+def verify_table(checks: list[TableCheck], title: str) -> Table:
+    """verify's result: one row per table, and whether it matches."""
+    table = Table(
+        "table",
+        "compared",
+        "in lake",
+        "pending",
+        "missing",
+        "extra",
+        "changed",
+        "duplicates",
+        "",
+        title=title,
+    )
+    for c in checks:
+        mark = "[green]ok[/green]" if c.ok else "[red]DIFFERS[/red]"
+        values = (c.compared, c.lake_rows, c.pending, c.missing, c.extra, c.changed, c.duplicates)
+        table.add_row(c.table, *(f"{v:,}" for v in values), mark)
+    return table
 
 
 @main.command()

@@ -77,6 +77,8 @@ def connect(config: DuckConfig | None = None) -> duckdb.DuckDBPyConnection:
         settings["temp_directory"] = config.temp_directory
     con = duckdb.connect(config=settings)
     con.execute("SET TimeZone = 'UTC'")  # timestamptz values print and hash the same everywhere
+    # rows need no order in a file; keeping it makes DuckDB buffer whole tables in memory
+    con.execute("SET preserve_insertion_order = false")
     con.execute(
         f"LOAD {_quote(str(extension_file(duckdb_extension_postgres_scanner, 'postgres_scanner')))}"
     )
@@ -146,8 +148,13 @@ def session(
         con.close()
 
 
-def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, destination: Path) -> int:
-    """Write the rows of `query` to a zstd Parquet file; the number of rows written."""
+def copy_to_parquet(
+    con: duckdb.DuckDBPyConnection, query: str, destination: Path, *, parallel_scan: bool = False
+) -> int:
+    """Write the rows of `query` to a zstd Parquet file; the number of rows written.
+    parallel_scan: read the table in ctid ranges over several connections (fast for a whole
+    table); otherwise one COPY whose WHERE clause PostgreSQL answers from an index (a delta)."""
+    con.execute(f"SET pg_use_ctid_scan = {'true' if parallel_scan else 'false'}")
     try:
         result = con.execute(
             f"COPY ({query}) TO {_quote(str(destination))} (FORMAT parquet, COMPRESSION zstd)"

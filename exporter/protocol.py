@@ -26,6 +26,7 @@ from exporter.tables import ExportedTable
 APPLICATION = "animedb-exporter"
 # pg_try_advisory_lock key: the exporter's own, shared by every process and Lambda
 LOCK_KEY = 0x616E696D65646201  # "animedb" + 1
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # where modified watermarks start (etl schema)
 WRITE_LOCKS = ("RowExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
 
 

@@ -146,12 +146,18 @@ class _CopyWatcher:
         self._thread.join(timeout=2)
 
 
+def _first_load(window: protocol.Window) -> bool:
+    """A window that starts at the beginning of the table: all of it is read."""
+    if isinstance(window.lo, dt.datetime):
+        return window.lo <= protocol.EPOCH
+    return window.lo == 0
+
+
 def _estimate(
     conn: psycopg.Connection[TupleRow], table: ExportedTable, window: protocol.Window
 ) -> int | None:
     """Rows to expect, when cheap to know: the planner's estimate for a first full load."""
-    first_load = window.lo == 0 or (isinstance(window.lo, dt.datetime) and window.lo.year <= 1970)
-    if not first_load:
+    if not _first_load(window):
         return None
     row = conn.execute(
         "select reltuples::bigint from pg_class where oid = %s::regclass", (table.name,)
@@ -170,7 +176,9 @@ def _export_table(
     key = lake.data_key(table.folder, run.load_date, run.run_id)
     staged = target.staging_path(key)
     try:
-        rows = duck.copy_to_parquet(con, window_query(table, window), staged)
+        rows = duck.copy_to_parquet(
+            con, window_query(table, window), staged, parallel_scan=_first_load(window)
+        )
         if rows == 0:
             target.delete(key)  # a retry of this run may find a file an earlier try wrote
             return 0, None
