@@ -8,7 +8,8 @@ SHARED_PAGES ?= ../shared/fixtures/myanimelist
 # The real pages recorded in $(SHARED_PAGES); a replay crawl of them makes the committed seeds.
 REPLAY_URLS := https://myanimelist.net/topanime.php,https://myanimelist.net/anime/season/2018/spring,https://myanimelist.net/anime/producer/1/Studio_Pierrot,https://myanimelist.net/anime/6/Trigun,https://myanimelist.net/anime/35073/Overlord_II/characters,https://myanimelist.net/manga/11/Naruto,https://myanimelist.net/people/99/Miyuki_Sawashiro
 
-.PHONY: install test lint typecheck pytest demo crawl-replay bench bench-crawl clean
+.PHONY: install install-bench test lint typecheck pytest demo crawl-replay bench bench-crawl \
+	bench-generate bench-export clean
 
 install: $(STAMP)
 
@@ -37,10 +38,22 @@ demo: install
 crawl-replay: install
 	$(BIN)/scrapy crawl myanimelist -a replay=$(SHARED_PAGES) -a start_urls=$(REPLAY_URLS) -a out=seeds
 
-bench: bench-crawl
+install-bench: $(VENV)/.installed-bench
+
+$(VENV)/.installed-bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: bench-crawl bench-generate bench-export
 
 bench-crawl: install
 	$(BIN)/python -m bench.bench_crawl --pages "$(SHARED_PAGES)" --replay-urls "$(REPLAY_URLS)"
+
+bench-generate: install
+	$(BIN)/python -m bench.bench_generate
+
+bench-export: install-bench
+	$(BIN)/python -m bench.bench_export
 
 clean:
 	rm -rf target logs dbt_packages lake .pytest_cache .mypy_cache .ruff_cache
