@@ -23,7 +23,7 @@
   {%- if is_incremental() -%}
   coalesce(
       (select existing.{{ id_column }} from {{ this }} as existing
-       where {% for key in natural_key %}existing.{{ key }} = {{ alias }}.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}),
+       where {{ sync_key_match(natural_key, 'existing', alias) }}),
       nextval('{{ id_sequence(this) }}')
   )
   {%- else -%}

@@ -8,7 +8,9 @@
       4. with `sync_missing_flag` (a boolean column) instead of deleting: set it false on rows the
          model no longer lists (and the update of step 2 sets it true again if they come back).
     Configure with unique_key (the natural key), surrogate_key, sync_updates (false: insert-only,
-    for tables exported by id), sync_delete_scope, sync_missing_flag. -#}
+    for tables exported by id), sync_delete_scope, sync_missing_flag, and sync_nullable_keys
+    (natural key columns that may be null; matched null-safely, the others with plain equality
+    so that the planner can use indexes and hash joins). -#}
 {% macro get_incremental_sync_sql(arg_dict) %}
   {%- set target = arg_dict['target_relation'] -%}
   {%- set source = arg_dict['temp_relation'] -%}
@@ -23,9 +25,7 @@
   {%- set updatable = [] -%}
   {%- for column in columns if column not in frozen -%}{%- do updatable.append(column) -%}{%- endfor -%}
   {%- set scope = config.get('sync_delete_scope') -%}
-  {%- set match -%}
-    {%- for key in keys %}t.{{ adapter.quote(key) }} = s.{{ adapter.quote(key) }}{% if not loop.last %} and {% endif %}{% endfor -%}
-  {%- endset -%}
+  {%- set match = sync_key_match(keys, 't', 's') -%}
   {%- set column_list = get_quoted_csv(columns) -%}
 
   {% if scope %}
@@ -58,3 +58,12 @@
   where not exists (select 1 from {{ target }} as t where {{ match }})
   {% if surrogate %}order by s.{{ adapter.quote(surrogate) }}{% endif %};
 {% endmacro %}
+
+{#- `a.k = b.k and ...` over the natural key; null-safe for the model's sync_nullable_keys -#}
+{% macro sync_key_match(keys, left, right) -%}
+  {%- set nullable = config.get('sync_nullable_keys', []) -%}
+  {%- for key in keys -%}
+    {{ left }}.{{ adapter.quote(key) }} {{ 'is not distinct from' if key in nullable else '=' }} {{ right }}.{{ adapter.quote(key) }}
+    {%- if not loop.last %} and {% endif -%}
+  {%- endfor -%}
+{%- endmacro %}

@@ -41,7 +41,7 @@ linked as (
     join anime on anime.mal_id = roles.anime_mal_id
     join characters on characters.mal_id = roles.character_mal_id
     join voice_actors on voice_actors.mal_id = roles.person_mal_id
-    join languages on languages.name = roles.language
+    left join languages on languages.name = roles.language
 
 ),
 

@@ -1,6 +1,8 @@
 with spoken as (
 
-    select distinct language as name from {{ ref('stg_myanimelist__anime_voice_actors') }}
+    select distinct language as name
+    from {{ ref('stg_myanimelist__anime_voice_actors') }}
+    where language is not null
 
 ),
 

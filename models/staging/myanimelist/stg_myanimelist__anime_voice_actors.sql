@@ -39,48 +39,20 @@ renamed as (
 
 ),
 
--- A person page lists roles without their language. A voice actor heard in exactly one
--- language everywhere else is taken to speak it there too; otherwise the row cannot be placed
--- and is dropped (counted by the unresolved_seed_references test).
-single_language_people as (
-
-    select person_mal_id, min(language) as language
-    from renamed
-    where language is not null
-    group by person_mal_id
-    having count(distinct language) = 1
-
-),
-
-languages_filled as (
-
-    select
-        renamed.anime_mal_id,
-        renamed.character_mal_id,
-        renamed.person_mal_id,
-        renamed.character_role,
-        coalesce(renamed.language, single_language_people.language) as language,
-        renamed.language is null as language_inferred
-
-    from renamed
-    left join single_language_people
-        on single_language_people.person_mal_id = renamed.person_mal_id
-
-),
-
--- a row whose language was inferred adds nothing when the page of the anime said it already
+-- A person page lists roles without their language: such a row stays, its language unknown
+-- (null), unless a page of the anime gives the same role with its language.
 deduplicated as (
 
-    select distinct on (anime_mal_id, character_mal_id, person_mal_id, language)
-        anime_mal_id,
-        character_mal_id,
-        person_mal_id,
-        character_role,
-        language
-
-    from languages_filled
-    where language is not null
-    order by anime_mal_id, character_mal_id, person_mal_id, language, language_inferred
+    select renamed.*
+    from renamed
+    where renamed.language is not null
+       or not exists (
+            select 1 from renamed as told
+            where told.anime_mal_id = renamed.anime_mal_id
+              and told.character_mal_id = renamed.character_mal_id
+              and told.person_mal_id = renamed.person_mal_id
+              and told.language is not null
+       )
 
 ),
 
