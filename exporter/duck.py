@@ -55,8 +55,11 @@ class DuckConfig:
         )
 
 
-def connect(config: DuckConfig | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with both extensions loaded and nothing fetched from the network."""
+def connect(
+    config: DuckConfig | None = None, *, with_httpfs: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the postgres extension (and httpfs, to read s3:// paths)
+    loaded from their wheels, and nothing fetched from the network."""
     import duckdb_extension_httpfs  # type: ignore[import-untyped]
     import duckdb_extension_postgres_scanner  # type: ignore[import-untyped]
 
@@ -79,10 +82,10 @@ def connect(config: DuckConfig | None = None) -> duckdb.DuckDBPyConnection:
     con.execute("SET TimeZone = 'UTC'")  # timestamptz values print and hash the same everywhere
     # rows need no order in a file; keeping it makes DuckDB buffer whole tables in memory
     con.execute("SET preserve_insertion_order = false")
-    con.execute(
-        f"LOAD {_quote(str(extension_file(duckdb_extension_postgres_scanner, 'postgres_scanner')))}"
-    )
-    con.execute(f"LOAD {_quote(str(extension_file(duckdb_extension_httpfs, 'httpfs')))}")
+    postgres = extension_file(duckdb_extension_postgres_scanner, "postgres_scanner")
+    con.execute(f"LOAD {_quote(str(postgres))}")
+    if with_httpfs:  # only reading s3:// paths needs it; uploads go through the AWS SDK
+        con.execute(f"LOAD {_quote(str(extension_file(duckdb_extension_httpfs, 'httpfs')))}")
     return con
 
 
@@ -139,8 +142,9 @@ def session(
     *,
     role: str | None = db.EXPORTER_ROLE,
     application_name: str = READER_APPLICATION,
+    with_httpfs: bool = False,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(config)
+    con = connect(config, with_httpfs=with_httpfs)
     try:
         attach_postgres(con, settings, role=role, application_name=application_name)
         yield con

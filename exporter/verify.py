@@ -166,8 +166,10 @@ def verify(target: str, settings: db.Settings | None = None) -> list[TableCheck]
     by_name = {t.name: t for t in tables}
     tombstone_watermark = by_name[TOMBSTONES].max_id if TOMBSTONES in by_name else 0
 
-    with duck.session(settings, application_name=f"{APPLICATION}-verify") as con:
-        access = destination.s3_access()
+    access = destination.s3_access()
+    with duck.session(
+        settings, application_name=f"{APPLICATION}-verify", with_httpfs=access is not None
+    ) as con:
         if access is not None:
             duck.use_s3(con, access)
         tombstone_files = _files(manifests, TOMBSTONES)
