@@ -1,16 +1,17 @@
 """`make demo`: the whole data flow on embedded defaults, step by step, with a summary at the end.
 
 crawl (replay of the recorded pages, when present) -> seeds -> dbt build -> export to ./lake ->
-generator ticks -> incremental export -> verify -> rows per table.
+rounds of generator activity, each followed by an incremental export -> verify -> HTML report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -19,46 +20,36 @@ from rich.table import Table
 
 from animedb import db
 from animedb import dbt as dbt_runner
-from exporter import ExportError, run_export
+from exporter import ExportError, RunSummary, run_export
 from exporter.cli import summary_table, verify_table
+from exporter.report import write_report
 from exporter.verify import verify
 from generators import GeneratorError, TickConfig
 from generators import report as activity
 
 REPO = Path(__file__).resolve().parent.parent
 LAKE = REPO / "lake"
-console = Console()
-
-DEMO_TICKS = 5
+REPORT = REPO / "lake-report.html"
+ROUNDS = 3
+TICKS_PER_ROUND = 4
 # No seed: a second demo on the same database adds new activity instead of replaying the first.
 DEMO_ACTIVITY = TickConfig(
-    new_users=40,
-    active_users=60,
-    profile_edits=10,
-    wishlist_adds=300,
-    progressions=150,
-    ratings=120,
-    rerates=20,
-    removals=10,
-)
+    new_users=40, active_users=60, profile_edits=10, wishlist_adds=300, progressions=150,
+    ratings=120, rerates=20, removals=10,
+)  # fmt: skip
+console = Console()
 
 
 class DemoFailed(click.ClickException):
     pass
 
 
-def step(title: str) -> Callable[[Callable[..., object]], Callable[..., object]]:
-    def wrap(func: Callable[..., object]) -> Callable[..., object]:
-        def run(*args: object, **kwargs: object) -> object:
-            console.rule(f"[bold]{title}")
-            started = time.monotonic()
-            result = func(*args, **kwargs)
-            console.print(f"[dim]{title}: {time.monotonic() - started:.1f} s[/dim]")
-            return result
-
-        return run
-
-    return wrap
+@contextlib.contextmanager
+def step(title: str) -> Iterator[None]:
+    console.rule(f"[bold]{title}")
+    started = time.monotonic()
+    yield
+    console.print(f"[dim]{time.monotonic() - started:.1f} s[/dim]")
 
 
 def seed_rows(seeds: Path) -> dict[str, int]:
@@ -69,7 +60,6 @@ def seed_rows(seeds: Path) -> dict[str, int]:
     return counts
 
 
-@step("1. Crawl: replay the recorded MyAnimeList pages into seeds/")
 def crawl(shared_pages: Path, replay_urls: str) -> None:
     if not shared_pages.is_dir():
         console.print(
@@ -78,24 +68,10 @@ def crawl(shared_pages: Path, replay_urls: str) -> None:
         )
         return
     scrapy = Path(sys.executable).parent / "scrapy"
-    proc = subprocess.run(
-        [
-            str(scrapy),
-            "crawl",
-            "myanimelist",
-            "-a",
-            f"replay={shared_pages}",
-            "-a",
-            f"start_urls={replay_urls}",
-            "-a",
-            "out=seeds",
-            "--loglevel",
-            "WARNING",
-        ],
-        cwd=REPO,
-        check=False,
-    )
-    if proc.returncode != 0:
+    command = [str(scrapy), "crawl", "myanimelist", "-a", f"replay={shared_pages}",
+               "-a", f"start_urls={replay_urls}", "-a", "out=seeds",
+               "--loglevel", "WARNING"]  # fmt: skip
+    if subprocess.run(command, cwd=REPO, check=False).returncode != 0:
         raise DemoFailed("the replay crawl failed (see above)")
     table = Table("seed file", "rows", title="what the crawl wrote")
     for name, count in seed_rows(REPO / "seeds").items():
@@ -103,31 +79,35 @@ def crawl(shared_pages: Path, replay_urls: str) -> None:
     console.print(table)
 
 
-@step("2. Database: dbt build (seed, run, snapshot, test) into PostgreSQL")
 def build_database(settings: db.Settings) -> None:
     console.print(f"database: {settings.describe()}")
-    result = dbt_runner.run(["build", "--quiet"], settings)
-    if result.returncode != 0:
+    if dbt_runner.run(["build", "--quiet"], settings).returncode != 0:
         raise DemoFailed("dbt build failed (see above)")
 
 
-@step("3. Export: copy the database into the lake (./lake)")
-def export(settings: db.Settings, label: str) -> None:
-    summary = run_export(str(LAKE), settings)
-    console.print(summary_table(summary, title=f"{label}: run {summary.run_id} → {summary.target}"))
+def export(settings: db.Settings) -> RunSummary:
+    return run_export(str(LAKE), settings)
 
 
-@step("4. Activity: generator ticks (users, wishlists, ratings) as animedb_generator")
-def generate_activity(settings: db.Settings) -> None:
-    summaries = activity.run_ticks(
-        DEMO_ACTIVITY, DEMO_TICKS, settings, console=console, lines=False
-    )
-    console.print(
-        activity.totals_table(activity.totals(summaries), title=f"{DEMO_TICKS} generator ticks")
-    )
+def activity_rounds(settings: db.Settings) -> None:
+    """Rounds of generator ticks, each followed by an incremental export of what they did."""
+    rounds = Table("round", "ticks", "rows written", "export run", "rows exported", "files",
+                   "seconds", title="activity and incremental exports")  # fmt: skip
+    all_ticks = []
+    for n in range(1, ROUNDS + 1):
+        ticks = activity.run_ticks(
+            DEMO_ACTIVITY, TICKS_PER_ROUND, settings, console=console, lines=False
+        )
+        all_ticks += ticks
+        time.sleep(1.1)  # past the exporter's settle margin, so the round is exported whole
+        run = export(settings)
+        rounds.add_row(str(n), str(len(ticks)), f"{sum(t.rows for t in ticks):,}",
+                       str(run.run_id), f"{run.rows:,}", str(sum(t.files for t in run.tables)),
+                       f"{run.seconds:.2f}")  # fmt: skip
+    console.print(activity.totals_table(activity.totals(all_ticks), title="generated activity"))
+    console.print(rounds)
 
 
-@step("6. Verify: rebuild every table from the lake and compare it with PostgreSQL")
 def check_lake(settings: db.Settings) -> None:
     checks = verify(str(LAKE), settings)
     console.print(verify_table(checks, title=f"verify {LAKE}"))
@@ -138,22 +118,19 @@ def check_lake(settings: db.Settings) -> None:
 def table_counts(settings: db.Settings) -> list[tuple[str, int]]:
     with db.connection(settings, application_name="animedb-demo") as conn:
         names = conn.execute(
-            "select table_schema || '.' || table_name from information_schema.tables"
+            "select table_schema, table_name from information_schema.tables"
             " where table_schema in ('app', 'etl', 'snapshots') and table_type = 'BASE TABLE'"
             " order by table_schema, table_name"
         ).fetchall()
         counts = []
-        for (name,) in names:
-            schema, table = str(name).split(".")
-            row = conn.execute(
-                f'select count(*) from "{schema}"."{table}"'  # names from the catalog above
-            ).fetchone()
-            counts.append((str(name), int(row[0]) if row else 0))
+        for schema, table in names:
+            # names come from the catalog just read, quoted as identifiers
+            row = conn.execute(f'select count(*) from "{schema}"."{table}"').fetchone()
+            counts.append((f"{schema}.{table}", int(row[0]) if row else 0))
         return counts
 
 
 def summary(settings: db.Settings) -> None:
-    console.rule("[bold]Summary")
     table = Table("table", "rows", title=f"rows per table — {settings.describe()}")
     for name, count in table_counts(settings):
         table.add_row(name, f"{count:,}")
@@ -176,17 +153,25 @@ def main(shared_pages: Path, replay_urls: str) -> None:
     started = time.monotonic()
     try:
         settings = db.resolve()
-        crawl(shared_pages, replay_urls)
-        build_database(settings)
-        export(settings, "export")
-        generate_activity(settings)
-        time.sleep(1.1)  # past the exporter's settle margin, so the ticks' rows are all exported
-        export(settings, "5. incremental export")
-        check_lake(settings)
-        summary(settings)
+        with step("1. Crawl: replay the recorded MyAnimeList pages into seeds/"):
+            crawl(shared_pages, replay_urls)
+        with step("2. Database: dbt build (seed, run, snapshot, test) into PostgreSQL"):
+            build_database(settings)
+        with step(f"3. Export: the database into the lake ({LAKE})"):
+            first = export(settings)
+            console.print(summary_table(first))
+        with step("4. Activity: generator ticks as animedb_generator, each round exported"):
+            activity_rounds(settings)
+        with step("5. Verify: rebuild every table from the lake, compare with PostgreSQL"):
+            check_lake(settings)
+        with step("6. Summary and report"):
+            summary(settings)
+            write_report(str(LAKE), REPORT)
     except (db.DatabaseUnavailable, ExportError, GeneratorError) as exc:
         raise click.ClickException(str(exc)) from exc
     console.print(f"[bold green]demo finished in {time.monotonic() - started:.0f} s[/bold green]")
+    console.print(f"lake: {LAKE}")
+    console.print(f"report: [bold]{REPORT}[/bold]")
 
 
 if __name__ == "__main__":

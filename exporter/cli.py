@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -23,6 +24,7 @@ from rich.table import Table
 from animedb import db
 from exporter import lake, protocol
 from exporter.errors import ExportError
+from exporter.report import write_report
 from exporter.run import DEFAULT_SETTLE, RunSummary, TableResult, run_export
 from exporter.run import Progress as RunProgress
 from exporter.status import status as read_status
@@ -207,6 +209,32 @@ def verify(target: str, as_json: bool) -> None:
         out.print(verify_table(checks, title=f"verify {target}"))
     if not ok:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--target", required=True, help="The lake: a folder, or s3://bucket/prefix.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The HTML file (default: <folder>-report.html beside a local lake).",
+)
+def report(target: str, output: Path | None) -> None:
+    """Write an HTML page about the lake, with charts: rows per table per run, watermark lag
+    over runs, and activity by kind. It reads only the lake (manifests and their files).
+
+    Example: python -m exporter report --target ./lake
+    """
+    if output is None:
+        if target.startswith("s3://"):
+            raise click.BadParameter("give --output for an s3:// lake", param_hint="--output")
+        folder = Path(target).expanduser().resolve()
+        output = folder.with_name(f"{folder.name}-report.html")
+    try:
+        written = write_report(target, output)
+    except ExportError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"report written to {written}")
 
 
 def verify_table(checks: list[TableCheck], title: str) -> Table:
