@@ -267,9 +267,7 @@ def abandon(run_id: int) -> None:
     Example: python -m exporter abandon 42
     """
     try:
-        with db.connection(
-            application_name=protocol.APPLICATION, autocommit=True, role=db.EXPORTER_ROLE
-        ) as conn:
+        with protocol.connect(db.resolve()) as conn:
             protocol.acquire_lock(conn)
             run = protocol.pending_run(conn)
             if run is None or run.run_id != run_id:

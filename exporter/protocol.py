@@ -20,6 +20,7 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
+from animedb import db
 from exporter.errors import ExportError
 from exporter.tables import ExportedTable
 
@@ -98,6 +99,16 @@ class Bounds:
     prepared: int
     max_ids: dict[str, int] = field(default_factory=dict)
     write_locked: dict[str, str] = field(default_factory=dict)
+
+
+def connect(settings: db.Settings, purpose: str = "") -> psycopg.Connection[TupleRow]:
+    """A control connection of the exporter: autocommit, acting as animedb_exporter, named
+    `animedb-exporter[-purpose]` (the bound leaves the exporter's own sessions out)."""
+    name = f"{APPLICATION}-{purpose}" if purpose else APPLICATION
+    try:
+        return db.connect(settings, application_name=name, autocommit=True, role=db.EXPORTER_ROLE)
+    except db.DatabaseUnavailable as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def acquire_lock(conn: psycopg.Connection[TupleRow]) -> None:

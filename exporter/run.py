@@ -119,12 +119,7 @@ class _CopyWatcher:
 
     def _watch(self, settings: db.Settings, progress: Progress, table: str) -> None:
         try:
-            with db.connection(
-                settings,
-                application_name=f"{protocol.APPLICATION}-progress",
-                autocommit=True,
-                role=db.EXPORTER_ROLE,
-            ) as conn:
+            with protocol.connect(settings, "progress") as conn:
                 while not self._stop.wait(0.5):
                     row = conn.execute(
                         "select sum(p.tuples_processed) from pg_stat_progress_copy p"
@@ -134,7 +129,7 @@ class _CopyWatcher:
                     ).fetchone()
                     if row and row[0] is not None:
                         progress.rows_copied(table, int(row[0]))
-        except (db.DatabaseUnavailable, psycopg.Error):
+        except (ExportError, psycopg.Error):
             return  # progress is a courtesy; the export itself reports real failures
 
     def __enter__(self) -> _CopyWatcher:
@@ -234,12 +229,7 @@ def run_export(
     settings = db.resolve() if settings is None else settings
     destination = lake.open_lake(target)
     destination.check()
-    try:
-        conn = db.connect(
-            settings, application_name=protocol.APPLICATION, autocommit=True, role=db.EXPORTER_ROLE
-        )
-    except db.DatabaseUnavailable as exc:
-        raise ExportError(str(exc)) from exc
+    conn = protocol.connect(settings)
     with conn:
         protocol.check_privileges(conn)
         protocol.acquire_lock(conn)

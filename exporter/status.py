@@ -11,7 +11,6 @@ from psycopg import sql
 
 from animedb import db
 from exporter import protocol
-from exporter.errors import ExportError
 from exporter.tables import load_tables
 
 
@@ -48,15 +47,7 @@ def _age(delta: dt.timedelta) -> str:
 
 def status(settings: db.Settings | None = None) -> Status:
     settings = db.resolve() if settings is None else settings
-    try:
-        conn = db.connect(
-            settings,
-            application_name=f"{protocol.APPLICATION}-status",
-            autocommit=True,
-            role=db.EXPORTER_ROLE,
-        )
-    except db.DatabaseUnavailable as exc:
-        raise ExportError(str(exc)) from exc
+    conn = protocol.connect(settings, "status")
     result = Status()
     with conn:
         now_row = conn.execute("select now()").fetchone()

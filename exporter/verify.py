@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from animedb import db
-from exporter import duck, lake
+from exporter import duck, lake, protocol
 from exporter.errors import ExportError
 from exporter.protocol import APPLICATION
 from exporter.tables import ExportedTable, load_tables
@@ -152,15 +152,7 @@ def verify(target: str, settings: db.Settings | None = None) -> list[TableCheck]
     settings = db.resolve() if settings is None else settings
     destination = lake.open_lake(target)
     manifests = lake.committed_manifests(destination)
-    try:
-        conn = db.connect(
-            settings,
-            application_name=f"{APPLICATION}-verify",
-            autocommit=True,
-            role=db.EXPORTER_ROLE,
-        )
-    except db.DatabaseUnavailable as exc:
-        raise ExportError(str(exc)) from exc
+    conn = protocol.connect(settings, "verify")
     with conn:
         tables = load_tables(conn)
     by_name = {t.name: t for t in tables}

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from scrapy import Request
@@ -21,7 +21,12 @@ from scrapy.core.downloader.handlers.base import BaseDownloadHandler
 from scrapy.crawler import Crawler
 from scrapy.http import HtmlResponse, Response, TextResponse
 
+from scrapy_crawler.items import Anime, Record
+from scrapy_crawler.parsers import Parsed, parse_page
+from scrapy_crawler.pipelines import validation_error
 from scrapy_crawler.urls import url_to_filename
+
+R = TypeVar("R", bound=Record)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_PAGES = (REPO / ".." / "shared" / "fixtures" / "myanimelist").resolve()
@@ -216,3 +221,21 @@ def same_files(first: Path, second: Path) -> None:
     assert names == sorted(p.name for p in second.glob("*.csv"))
     for name in names:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def parse_valid(response: Response) -> Parsed:
+    """Parse a page that is not broken; every record it yields must pass validation."""
+    parsed = parse_page(response)
+    assert parsed.broken is None
+    assert [validation_error(item) for item in parsed.items if validation_error(item)] == []
+    return parsed
+
+
+def of(parsed: Parsed, cls: type[R]) -> list[R]:
+    return [item for item in parsed.items if isinstance(item, cls)]
+
+
+def anime(parsed: Parsed, anime_id: int) -> Anime:
+    found = [a for a in of(parsed, Anime) if a.anime_id == anime_id]
+    assert found, f"anime {anime_id} not on the page"
+    return found[0]

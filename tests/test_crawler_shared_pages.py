@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date
 from decimal import Decimal
-from typing import TypeVar
 
 import pytest
 
@@ -22,32 +21,15 @@ from scrapy_crawler.items import (
     Manga,
     MangaAuthor,
     Person,
-    Record,
 )
 from scrapy_crawler.parsers import Parsed, parse_page
-from scrapy_crawler.pipelines import validation_error
-from tests.crawler_helpers import MAL, shared_response
+from tests.crawler_helpers import MAL, anime, of, parse_valid, shared_response
 
 pytestmark = pytest.mark.shared
-R = TypeVar("R", bound=Record)
 
 
 def parse(url: str) -> Parsed:
-    parsed = parse_page(shared_response(url))
-    assert parsed.broken is None
-    # Every record a real page yields passes validation.
-    assert [validation_error(item) for item in parsed.items if validation_error(item)] == []
-    return parsed
-
-
-def of(parsed: Parsed, cls: type[R]) -> list[R]:
-    return [item for item in parsed.items if isinstance(item, cls)]
-
-
-def anime(parsed: Parsed, anime_id: int) -> Anime:
-    found = [a for a in of(parsed, Anime) if a.anime_id == anime_id]
-    assert found, f"anime {anime_id} not on the page"
-    return found[0]
+    return parse_valid(shared_response(url))
 
 
 def test_trigun_detail_page() -> None:

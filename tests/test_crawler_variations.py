@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import TypeVar
 
 import pytest
 
@@ -21,28 +20,13 @@ from scrapy_crawler.items import (
     Manga,
     MangaAuthor,
     Person,
-    Record,
 )
 from scrapy_crawler.parsers import Parsed, parse_page
-from scrapy_crawler.pipelines import validation_error
-from tests.crawler_helpers import MAL, local_response, page_response
-
-R = TypeVar("R", bound=Record)
+from tests.crawler_helpers import MAL, anime, local_response, of, page_response, parse_valid
 
 
 def parse(url: str) -> Parsed:
-    parsed = parse_page(local_response(url))
-    assert parsed.broken is None
-    assert [validation_error(item) for item in parsed.items if validation_error(item)] == []
-    return parsed
-
-
-def of(parsed: Parsed, cls: type[R]) -> list[R]:
-    return [item for item in parsed.items if isinstance(item, cls)]
-
-
-def anime(parsed: Parsed, anime_id: int) -> Anime:
-    return next(a for a in of(parsed, Anime) if a.anime_id == anime_id)
+    return parse_valid(local_response(url))
 
 
 def genres(parsed: Parsed) -> set[tuple[int | None, str | None, str | None]]:
