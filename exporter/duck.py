@@ -109,7 +109,7 @@ def attach_postgres(
         con.execute(f"ATTACH {_quote(conninfo)} AS {alias} (TYPE postgres, READ_ONLY)")
     except duckdb.Error as exc:
         raise ExportError(
-            f"DuckDB cannot attach {settings.describe()}: {_first_line(exc)}"
+            f"DuckDB cannot attach {settings.describe()}: {_masked(_first_line(exc), settings)}"
         ) from exc
 
 
@@ -128,6 +128,11 @@ def use_s3(con: duckdb.DuckDBPyConnection, access: S3Access) -> None:
     if access.endpoint:
         parts += [f"ENDPOINT {_quote(access.endpoint)}", "URL_STYLE 'path'"]
     con.execute(f"CREATE OR REPLACE SECRET lake ({', '.join(parts)})")
+
+
+def _masked(text: str, settings: db.Settings) -> str:
+    """DuckDB repeats the whole connection string in its errors: never show the password."""
+    return text.replace(settings.password, "********") if settings.password else text
 
 
 def _first_line(exc: BaseException) -> str:

@@ -4,3 +4,7 @@ to do; the CLI prints it and exits non-zero, the Lambda handler reports it."""
 
 class ExportError(RuntimeError):
     """A run (or status, or verify) that cannot go on; nothing already stored is lost."""
+
+
+class ExportBusy(ExportError):
+    """Another exporter holds the lock: nothing is wrong, this run simply does not happen."""

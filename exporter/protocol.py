@@ -21,7 +21,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
 from animedb import db
-from exporter.errors import ExportError
+from exporter.errors import ExportBusy, ExportError
 from exporter.tables import ExportedTable
 
 APPLICATION = "animedb-exporter"
@@ -128,7 +128,7 @@ def acquire_lock(conn: psycopg.Connection[TupleRow]) -> None:
         if holder
         else ""
     )
-    raise ExportError(
+    raise ExportBusy(
         f"another exporter is running{who}: only one runs at a time, so this one stops"
     )
 
