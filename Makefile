@@ -8,7 +8,7 @@ SHARED_PAGES ?= ../shared/fixtures/myanimelist
 # The real pages recorded in $(SHARED_PAGES); a replay crawl of them makes the committed seeds.
 REPLAY_URLS := https://myanimelist.net/topanime.php,https://myanimelist.net/anime/season/2018/spring,https://myanimelist.net/anime/producer/1/Studio_Pierrot,https://myanimelist.net/anime/6/Trigun,https://myanimelist.net/anime/35073/Overlord_II/characters,https://myanimelist.net/manga/11/Naruto,https://myanimelist.net/people/99/Miyuki_Sawashiro
 
-.PHONY: install install-bench test lint typecheck pytest demo db crawl-replay bench bench-crawl \
+.PHONY: install install-bench test lint typecheck pytest demo db layers crawl-replay bench bench-crawl \
 	bench-generate bench-export clean
 
 install: $(STAMP)
@@ -37,6 +37,10 @@ demo: install
 # Build (or bring up to date) the database from seeds/ with dbt: seed, run, snapshot, test.
 db: install
 	$(BIN)/animedb dbt build
+
+# Lambda layers and function code for AWS (infra/README.md), into infra/build/.
+layers: install
+	$(BIN)/python infra/build_layers.py
 
 # Rebuild seeds/*.csv from the recorded pages (the exact command is in the README).
 crawl-replay: install

@@ -1,0 +1,85 @@
+"""Lambda entry point of the exporter: one `exporter.run_export` to the lake the template names
+(ANIMEDB_LAKE_TARGET), as the exporter role, with DuckDB sized for the function.
+
+One run at a time: the template reserves a concurrency of one where the account allows it, and
+run_export's advisory lock holds always (a second run stops at once, and is logged as skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from exporter import ExportBusy, ExportError, run_export
+from exporter.duck import DuckConfig
+from exporter.run import Progress, TableResult
+from lambda_handlers import rds, runtime
+
+TARGET_VARIABLE = "ANIMEDB_LAKE_TARGET"
+# Lambda's own: the function's memory in MB.
+MEMORY_VARIABLE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+# DuckDB's share of the function's memory; the rest is Python, libpq and the upload buffers.
+DUCKDB_MEMORY_SHARE = 0.6
+# Lambda gives a full vCPU per 1,769 MB, up to 6.
+MB_PER_VCPU = 1769
+MAX_VCPUS = 6
+SPILL_FOLDER = "duckdb-spill"
+
+log = logging.getLogger(__name__)
+
+
+def duck_config() -> DuckConfig:
+    """DuckDB's memory limit, threads and spill folder for this function: the ANIMEDB_DUCKDB_*
+    variables when set, else derived from the function's memory, spilling under /tmp (the only
+    writable place). DuckDB's home needs nothing here: exporter.duck points it at the temporary
+    folder when HOME is unset or read-only, as on Lambda."""
+    configured = DuckConfig.from_environment()
+    memory_text = os.environ.get(MEMORY_VARIABLE, "")
+    memory_mb = int(memory_text) if memory_text.isdigit() else 0
+    memory_limit = configured.memory_limit
+    if memory_limit is None and memory_mb:
+        memory_limit = f"{int(memory_mb * DUCKDB_MEMORY_SHARE)}MB"
+    threads = configured.threads
+    if threads is None and memory_mb:
+        threads = max(1, min(MAX_VCPUS, os.cpu_count() or 1, math.ceil(memory_mb / MB_PER_VCPU)))
+    spill = configured.temp_directory or str(Path(tempfile.gettempdir()) / SPILL_FOLDER)
+    Path(spill).mkdir(parents=True, exist_ok=True)
+    return DuckConfig(memory_limit=memory_limit, threads=threads, temp_directory=spill)
+
+
+class _Log(Progress):
+    """What the CLI draws as bars, as log lines."""
+
+    def table_done(self, result: TableResult) -> None:
+        if result.deferred:
+            log.info("%s deferred: %s", result.table, result.deferred)
+        elif result.rows:
+            log.info("%s: %d rows in %.1f s", result.table, result.rows, result.seconds)
+
+    def message(self, text: str) -> None:
+        log.info(rds.redact(text))
+
+
+def handler(event: object, context: object) -> dict[str, Any]:
+    """One export run. The event carries nothing (a schedule sends {}); the summary of the run
+    (RunSummary.to_json) is the result."""
+    runtime.event_fields(event, frozenset(), "exporter")
+    target = os.environ.get(TARGET_VARIABLE)
+    if not target:
+        raise runtime.fail(f"exporter: {TARGET_VARIABLE} is not set: the template sets it")
+    config = duck_config()
+
+    def work(settings: rds.RdsSettings) -> dict[str, Any]:
+        try:
+            summary = run_export(target, settings, progress=_Log(), duck_config=config)
+        except ExportBusy as exc:
+            # the run in progress exports this window too: a skipped tick, not a failure
+            log.info("exporter skipped: %s", exc)
+            return {"skipped": str(exc), "database": settings.describe()}
+        return {**summary.to_json(), "database": settings.describe()}
+
+    return runtime.invoke("exporter", work, (ExportError,))

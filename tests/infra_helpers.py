@@ -1,0 +1,125 @@
+"""Helpers for the deployment's tests: the template as written and as the SAM transform turns it
+into CloudFormation (offline), the handlers and the layer build importable from infra/, and the
+RDS-managed master secret as moto's Secrets Manager keeps it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import uuid
+from typing import Any
+
+import boto3
+from samtranslator.parser.parser import Parser  # type: ignore[import-untyped]
+from samtranslator.translator.translator import Translator  # type: ignore[import-untyped]
+from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-untyped]
+
+from tests.pg_harness import REPO
+from tests.s3_harness import S3Endpoint
+
+INFRA = REPO / "infra"
+TEMPLATE = INFRA / "template.yaml"
+# infra/ holds the handlers' package and the build script; tests import them from here.
+if str(INFRA) not in sys.path:
+    sys.path.insert(0, str(INFRA))
+
+import build_layers  # noqa: E402
+from lambda_handlers import export, generate, rds, runtime  # noqa: E402
+
+__all__ = ["build_layers", "export", "generate", "rds", "runtime"]
+
+# What `sam package` puts in place of the local artifacts before the transform runs.
+PACKAGED_CODE = "s3://artifacts/function.zip"
+
+
+def template() -> dict[str, Any]:
+    """infra/template.yaml as written (short-form intrinsics become their long form)."""
+    parsed: dict[str, Any] = yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
+    return parsed
+
+
+def transformed(region: str = "eu-west-1") -> dict[str, Any]:
+    """The CloudFormation template the SAM transform makes of infra/template.yaml, offline."""
+    packaged = copy.deepcopy(template())
+    packaged["Globals"]["Function"]["CodeUri"] = PACKAGED_CODE
+    for name, resource in packaged["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            resource["Properties"]["ContentUri"] = f"s3://artifacts/{name}.zip"
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
+    result: dict[str, Any] = translator.translate(
+        packaged, parameter_values={}, get_managed_policy_map=dict
+    )
+    return result
+
+
+def of_type(cfn: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {k: r for k, r in cfn["Resources"].items() if r["Type"] == resource_type}
+
+
+def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every statement of a role's inline policies."""
+    found = []
+    for policy in role["Properties"].get("Policies", []):
+        body = policy["PolicyDocument"]["Statement"]
+        found += body if isinstance(body, list) else [body]
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def references(value: Any) -> set[str]:
+    """Logical ids a value points at (Ref, GetAtt, and ${...} in Sub)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" and isinstance(inner, str):
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                found.add(inner[0] if isinstance(inner, list) else inner.split(".")[0])
+            elif key == "Fn::Sub":
+                text = inner[0] if isinstance(inner, list) else inner
+                found |= {
+                    part.split("}")[0].split(".")[0] for part in text.split("${")[1:] if "}" in part
+                }
+                if isinstance(inner, list):
+                    found |= references(inner[1])
+            else:
+                found |= references(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= references(inner)
+    return found
+
+
+def create_rds_secret(endpoint: S3Endpoint, username: str, password: str) -> str:
+    """A secret shaped like the one RDS manages for a master user (username and password only:
+    host, port and database come from the function's environment); its ARN."""
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=endpoint.url,
+        aws_access_key_id=endpoint.key_id,
+        aws_secret_access_key=endpoint.secret,
+        region_name=endpoint.region,
+    )
+    created = client.create_secret(
+        Name=f"rds!db-{uuid.uuid4()}",
+        SecretString=json.dumps({"username": username, "password": password}),
+    )
+    return created["ARN"]
+
+
+def put_rds_secret(endpoint: S3Endpoint, arn: str, username: str, password: str) -> None:
+    """A rotation: the secret's current value changes."""
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=endpoint.url,
+        aws_access_key_id=endpoint.key_id,
+        aws_secret_access_key=endpoint.secret,
+        region_name=endpoint.region,
+    )
+    client.put_secret_value(
+        SecretId=arn, SecretString=json.dumps({"username": username, "password": password})
+    )
