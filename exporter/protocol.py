@@ -12,7 +12,6 @@ session holds a write lock on is deferred (its window stays put).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -306,7 +305,3 @@ def abandon_run(conn: psycopg.Connection[TupleRow], run_id: int) -> bool:
             (run_id,),
         )
     return result.rowcount == 1
-
-
-def windows_summary(windows: dict[str, Window]) -> str:
-    return json.dumps({n: w.to_json() for n, w in windows.items()}, sort_keys=True)
