@@ -9,8 +9,10 @@
   language plpgsql security definer set search_path = pg_catalog, pg_temp as $fn$
   begin
       insert into etl.tombstones (table_name, key_value)
-      select tg_table_schema || '.' || tg_table_name, (to_jsonb(o) ->> tg_argv[0])::bigint
-      from old_rows as o;
+      select tg_table_schema || '.' || tg_table_name, k.key_value
+      from (select (to_jsonb(o) ->> tg_argv[0])::bigint as key_value from old_rows as o) as k
+      -- ids in key order, whatever order the delete produced: the same deletes, the same ids
+      order by k.key_value;
       return null;
   end
   $fn$;
