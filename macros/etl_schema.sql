@@ -13,18 +13,37 @@
   );
   create index if not exists tombstones_table_name_key_value on etl.tombstones (table_name, key_value);
 
-  create table if not exists etl.watermarks (
-      watermark_id bigint generated always as identity primary key,
-      table_name text not null unique,
+  {#- Before the Iceberg lake, watermarks were global (one row per table); they are kept aside
+      under another name, because a lake of that layout cannot be continued anyway. -#}
+  do $migrate$
+  begin
+      if to_regclass('etl.watermarks') is not null and not exists (
+          select from pg_attribute
+          where attrelid = to_regclass('etl.watermarks') and attname = 'target' and not attisdropped
+      ) then
+          alter table etl.watermarks rename to watermarks_before_iceberg;
+      end if;
+  end
+  $migrate$;
+
+  create table if not exists etl.exported_tables (
+      table_name text primary key,
       load_type text not null check (load_type in ('id', 'modified')),
       key_column text not null,
       cursor_column text not null,
+      check (load_type = 'modified' or cursor_column = key_column)
+  );
+
+  {#- One row per target and exported table; a target without rows starts with a full load. -#}
+  create table if not exists etl.watermarks (
+      target text not null,
+      table_name text not null references etl.exported_tables (table_name) on delete cascade,
       max_id bigint not null default 0 check (max_id >= 0),
       max_modified timestamptz not null default '1970-01-01 00:00:00+00',
       last_run_id bigint,
       last_export_at timestamptz,
       rows_exported bigint not null default 0 check (rows_exported >= 0),
-      check (load_type = 'modified' or cursor_column = key_column)
+      primary key (target, table_name)
   );
 
   create table if not exists etl.export_runs (
@@ -40,10 +59,32 @@
       check ((status = 'committed') = (committed_at is not null))
   );
   create unique index if not exists export_runs_one_pending on etl.export_runs ((true)) where status = 'pending';
+
+  {#- Which database this is, for the lake to refuse another one's exports: the cluster's
+      system identifier needs a right the exporter does not hold, so a definer function gives
+      just that and nothing else. -#}
+  create or replace function etl.source_identity(out system_identifier text, out database_name text)
+  language sql stable security definer set search_path = pg_catalog, pg_temp as $fn$
+      select (select s.system_identifier::text from pg_control_system() as s), current_database()::text
+  $fn$;
+  revoke execute on function etl.source_identity() from public;
+
+  {#- The files a run has written, chunk by chunk: a resumed run keeps those whose checksum
+      still matches, so a first load of any size completes across several invocations. -#}
+  create table if not exists etl.export_chunks (
+      run_id bigint not null references etl.export_runs (run_id) on delete cascade,
+      table_name text not null,
+      chunk integer not null,
+      key_lo bigint,
+      key_hi bigint,
+      files jsonb,
+      rows bigint check (rows >= 0),
+      primary key (run_id, table_name, chunk)
+  );
 {%- endmacro %}
 
-{#- One watermark row per exported model (config.meta.export) that exists in the database, plus
-    the tombstones. Existing rows are never touched: a watermark only moves through the exporter. -#}
+{#- One row per exported model (config.meta.export) that exists in the database, plus the
+    tombstones. Existing rows are never touched; watermarks per target belong to the exporter. -#}
 {% macro register_exported_tables() -%}
   {%- if not execute -%}{{ return('') }}{%- endif -%}
   {%- set rows = [] -%}
@@ -58,7 +99,7 @@
     {%- endif -%}
   {%- endfor -%}
   {%- do rows.append("('etl.tombstones', 'id', 'tombstone_id', 'tombstone_id')") -%}
-  insert into etl.watermarks (table_name, load_type, key_column, cursor_column)
+  insert into etl.exported_tables (table_name, load_type, key_column, cursor_column)
   values {{ rows | join(', ') }}
   on conflict (table_name) do nothing
 {%- endmacro %}

@@ -2,7 +2,8 @@
     connects with whatever credentials it is given and then SETs ROLE to its own, so it can do no
     more than its role allows; the user that runs dbt becomes a member of both.
       animedb_generator: read the catalog, write users, wishlist and ratings (nothing in etl);
-      animedb_exporter: read everything, write only etl.watermarks and etl.export_runs, and
+      animedb_exporter: read everything, write only etl.watermarks, etl.export_runs and
+                        etl.export_chunks, and
                         see other sessions' transactions (pg_monitor) for the watermark bound.
     Runs at the end of every dbt invocation; until the application tables exist it waits. -#}
 {% macro grant_roles() -%}
@@ -36,6 +37,7 @@
   grant usage on schema etl to animedb_exporter;
   grant select on all tables in schema etl to animedb_exporter;
   grant select on all sequences in schema etl to animedb_exporter;
-  grant insert, update on etl.watermarks, etl.export_runs to animedb_exporter;
+  grant insert, update on etl.watermarks, etl.export_runs, etl.export_chunks to animedb_exporter;
+  grant execute on function etl.source_identity() to animedb_exporter;
   {%- endif -%}
 {%- endmacro %}

@@ -103,7 +103,7 @@ def test_build_creates_every_application_table(pg: Server, built_template: str) 
         ).fetchall()
         assert roles == [(11, "Japanese"), (185, None), (245, "Japanese"), (2009, "English")]
         watermarks = conn.execute(
-            "select table_name, load_type from etl.watermarks order by 1"
+            "select table_name, load_type from etl.exported_tables order by 1"
         ).fetchall()
         assert ("app.anime", "modified") in watermarks and ("app.genres", "id") in watermarks
         assert ("etl.tombstones", "id") in watermarks
