@@ -1,9 +1,12 @@
 """infra/build_layers.py: pip's tags for the target, pinned requirements in step with pyproject,
 deterministic zips, and a real build (for this interpreter's Python, the code path of the 3.12
-build) whose exporter layer, unzipped, loads DuckDB's extensions with HOME unset and no network."""
+build) whose exporter layer, unzipped, loads DuckDB's extensions with HOME unset and no network,
+holds every package its packages require (pip installs them with --no-deps), and opens pyiceberg's
+Glue catalog with the runtime's boto3 and no pyarrow."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import os
@@ -12,9 +15,13 @@ import subprocess
 import sys
 import tomllib
 import zipfile
+from importlib.metadata import Distribution, distributions
 from pathlib import Path
 
 import pytest
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.infra_helpers import INFRA, build_layers
 from tests.pg_harness import REPO
@@ -23,6 +30,9 @@ from tests.pg_harness import REPO
 # and kept here, beside the real builds' wheels, so that reruns are offline and fast.
 WHEEL_CACHE = INFRA / "build" / "wheels"
 RUNNING = f"{sys.version_info.major}.{sys.version_info.minor}"
+# What the Lambda runtime itself puts on sys.path after the layers: the AWS SDK (its other
+# dependencies, python-dateutil, six and urllib3, are in the exporter layer, which comes first).
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath")
 
 
 def test_target_asks_pip_for_manylinux_wheels_of_the_runtime() -> None:
@@ -64,6 +74,9 @@ def test_requirements_are_pinned_and_in_step_with_the_project() -> None:
     assert {"duckdb", "duckdb-extension-postgres-scanner", "duckdb-extension-httpfs"} <= set(
         exporter
     )
+    assert exporter["pyiceberg"] == "0.12.0"
+    # pyiceberg without extras: no pyarrow, no s3fs (the exporter has its own boto3 FileIO)
+    assert not {"pyarrow", "s3fs", "sqlalchemy", "pandas", "boto3"} & set(exporter)
 
 
 def test_an_unreachable_index_is_told_apart_from_a_bad_pin(
@@ -121,6 +134,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> build_layers.Report:
 IMPORT_AND_LOAD = """
 import json, os, sys
 sys.path[:0] = sys.argv[1:3]
+sys.path.append(sys.argv[3])  # the runtime's boto3, after the layer
 layer = sys.argv[2]
 from lambda_handlers import export
 import duckdb, duckdb_extension_httpfs, exporter, exporter.duck
@@ -156,12 +170,23 @@ def _unzip(archive: str, dest: Path) -> Path:
     return dest
 
 
+def _lambda_runtime(dest: Path) -> Path:
+    """A folder of the packages the Lambda runtime provides (links to this environment's)."""
+    dest.mkdir()
+    for name in RUNTIME_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        assert spec and spec.submodule_search_locations, f"{name} is not installed here"
+        (dest / name).symlink_to(next(iter(spec.submodule_search_locations)))
+    return dest
+
+
 @pytest.mark.slow
 def test_exporter_layer_loads_duckdb_extensions_without_home_or_network(
     built: build_layers.Report, tmp_path: Path
 ) -> None:
     layer = _unzip(built.artifacts["exporter"].path, tmp_path / "opt") / "python"
     task = _unzip(built.artifacts["function"].path, tmp_path / "task")
+    runtime = _lambda_runtime(tmp_path / "runtime")
     env = {
         "PATH": "/usr/bin:/bin",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
@@ -172,7 +197,7 @@ def test_exporter_layer_loads_duckdb_extensions_without_home_or_network(
     }
     # -I: no user site, no PYTHON* variables; -S: not even this venv's site-packages
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", IMPORT_AND_LOAD, str(task), str(layer)],
+        [sys.executable, "-I", "-S", "-c", IMPORT_AND_LOAD, str(task), str(layer), str(runtime)],
         env=env,
         capture_output=True,
         text=True,
@@ -188,6 +213,88 @@ def test_exporter_layer_loads_duckdb_extensions_without_home_or_network(
     assert report["settings"]["threads"] == "1"
     assert report["pyarrow"] is False
     assert report["psycopg"] == "binary"
+
+
+def _requirements_unmet(distribution: Distribution, found: dict[str, str]) -> list[str]:
+    """The requirements of `distribution` (extras left out) that no version in `found` meets."""
+    environment = {key: str(value) for key, value in default_environment().items()}
+    environment |= {"python_version": RUNNING, "extra": ""}
+    unmet = []
+    for line in distribution.requires or []:
+        requirement = Requirement(line)
+        if requirement.marker and not requirement.marker.evaluate(environment):
+            continue
+        version = found.get(canonicalize_name(requirement.name))
+        if version is None or not requirement.specifier.contains(version, prereleases=True):
+            unmet.append(f"{distribution.metadata['Name']} needs {requirement} (has {version})")
+    return unmet
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(build_layers.REQUIREMENTS))
+def test_layer_holds_everything_its_packages_require(
+    built: build_layers.Report, tmp_path: Path, name: str
+) -> None:
+    """pip installs the pins with --no-deps: a dependency left out would fail only on Lambda."""
+    layer = _unzip(built.artifacts[name].path, tmp_path / "opt") / "python"
+    installed = list(distributions(path=[str(layer)]))
+    found: dict[str, str] = {canonicalize_name(d.metadata["Name"]): d.version for d in installed}
+    pinned = _pins(build_layers._pinned(build_layers.REQUIREMENTS[name]))
+    assert found == pinned  # exactly the pins, each at its version
+    unmet = [line for d in installed for line in _requirements_unmet(d, found)]
+    assert unmet == []
+
+
+# pyiceberg as the exporter uses it on AWS: the Glue catalog (the runtime's boto3, credentials
+# from the environment), a table's metadata and expressions; none of it may need pyarrow.
+OPEN_GLUE_CATALOG = """
+import json, sys
+sys.path[:0] = [sys.argv[1]]
+sys.path.append(sys.argv[2])
+import pyiceberg.expressions, pyiceberg.io, pyiceberg.table, pyiceberg.table.update
+from pyiceberg.catalog import load_catalog
+catalog = load_catalog("animedb", type="glue", **{"glue.region": "eu-west-1"})
+try:
+    import pyarrow
+    has_pyarrow = True
+except ImportError:
+    has_pyarrow = False
+print(json.dumps({
+    "catalog": type(catalog).__name__,
+    "pyiceberg": sys.modules["pyiceberg"].__file__,
+    "boto3": sys.modules["boto3"].__file__,
+    "pyarrow": has_pyarrow,
+}))
+"""
+
+
+@pytest.mark.slow
+def test_exporter_layer_opens_a_glue_catalog_without_pyarrow(
+    built: build_layers.Report, tmp_path: Path
+) -> None:
+    layer = _unzip(built.artifacts["exporter"].path, tmp_path / "opt") / "python"
+    runtime = _lambda_runtime(tmp_path / "runtime")
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", OPEN_GLUE_CATALOG, str(layer), str(runtime)],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "http_proxy": "http://127.0.0.1:9",
+            "https_proxy": "http://127.0.0.1:9",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["catalog"] == "GlueCatalog"
+    assert report["pyiceberg"].startswith(str(layer))
+    assert report["boto3"].startswith(str(runtime))
+    assert report["pyarrow"] is False
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """infra/template.yaml: cfn-lint passes, and the CloudFormation the SAM transform makes of it has
-the schedules, the dead-letter queue, the exporter's concurrency, least-privilege policies and a
-private database that the deployment promises (all offline)."""
+the schedules, the dead-letter queue, the exporter's concurrency, least-privilege policies, the
+Glue database the exporter commits its Iceberg tables to, and a private database that the
+deployment promises (all offline)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from cfnlint.api import lint_file  # type: ignore[import-untyped]
 from cfnlint.config import ManualArgs  # type: ignore[import-untyped]
 
+from exporter.iceberg import NAMESPACE_VARIABLE
 from tests import infra_helpers as infra
 from tests.infra_helpers import (
     as_list,
@@ -29,6 +31,22 @@ FUNCTIONS = {
     "GeneratorFunction": "GeneratorIntervalMinutes",
     "ExporterFunction": "ExporterIntervalMinutes",
 }
+# What the exporter does in Glue: read and commit its tables, keep the lake's identity in the
+# database's parameters. Never create or delete a database, never drop a table.
+EXPORTER_GLUE_ACTIONS = {
+    "glue:GetDatabase",
+    "glue:UpdateDatabase",
+    "glue:GetTable",
+    "glue:GetTables",
+    "glue:CreateTable",
+    "glue:UpdateTable",
+}
+GLUE_ARN = "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}"
+LAKE_CATALOG_ARNS = [
+    {"Fn::Sub": f"{GLUE_ARN}:catalog"},
+    {"Fn::Sub": f"{GLUE_ARN}:database/${{LakeCatalog}}"},
+    {"Fn::Sub": f"{GLUE_ARN}:table/${{LakeCatalog}}/*"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -126,26 +144,70 @@ def test_function_roles_reach_only_the_secret_the_lake_and_the_queue(cfn: dict[s
                 elif service == "sqs":
                     assert action == "sqs:SendMessage"
                     assert references(resources) == {"DeadLetterQueue"}
+                elif service == "glue":
+                    assert function == "ExporterFunction"
+                    assert resources == LAKE_CATALOG_ARNS
                 else:
                     pytest.fail(f"{function} may {action}")
-    exporter_role = cfn["Resources"]["ExporterFunctionRole"]
-    writes = [s for s in statements(exporter_role) if "s3:PutObject" in as_list(s["Action"])]
-    assert [s["Resource"] for s in writes] == [{"Fn::Sub": "${LakeBucket.Arn}/lake/*"}]
 
 
-def test_crawler_role_reads_the_lake_and_writes_only_its_catalog(cfn: dict[str, Any]) -> None:
-    role = cfn["Resources"]["LakeCrawlerRole"]
-    assert "ManagedPolicyArns" not in role["Properties"]
-    for statement in statements(role):
-        actions = as_list(statement["Action"])
-        assert not any(a.endswith(":*") or a == "*" for a in actions)
-        assert "*" not in as_list(statement["Resource"])
-        if any(a.startswith("s3:") for a in actions):
-            assert set(actions) <= {"s3:GetObject", "s3:ListBucket"}
-            assert references(statement["Resource"]) == {"LakeBucket"}
-        if any(a.startswith("glue:") for a in actions):
-            assert all("LakeCatalog" in json.dumps(r) or r["Fn::Sub"].endswith(":catalog")
-                       for r in as_list(statement["Resource"]))  # fmt: skip
+def _lake_prefix(cfn: dict[str, Any]) -> str:
+    """The key prefix of the exporter's target, s3://<bucket>/<prefix>."""
+    variables = cfn["Resources"]["ExporterFunction"]["Properties"]["Environment"]["Variables"]
+    target: str = variables[export.TARGET_VARIABLE]["Fn::Sub"]
+    bucket, prefix = target.removeprefix("s3://").split("/", 1)
+    assert bucket == "${LakeBucket}" and prefix and not prefix.endswith("/"), target
+    return prefix
+
+
+def test_exporter_reaches_only_the_objects_under_its_target(cfn: dict[str, Any]) -> None:
+    prefix = _lake_prefix(cfn)
+    s3 = [
+        s
+        for s in statements(cfn["Resources"]["ExporterFunctionRole"])
+        if any(a.startswith("s3:") for a in as_list(s["Action"]))
+    ]
+    objects = [s for s in s3 if "s3:ListBucket" not in as_list(s["Action"])]
+    assert [s["Resource"] for s in objects] == [{"Fn::Sub": f"${{LakeBucket.Arn}}/{prefix}/*"}]
+    assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= set(objects[0]["Action"])
+    assert set(objects[0]["Action"]) <= {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:AbortMultipartUpload",
+    }
+    (listing,) = [s for s in s3 if "s3:ListBucket" in as_list(s["Action"])]
+    assert as_list(listing["Action"]) == ["s3:ListBucket"]
+    assert listing["Resource"] == {"Fn::GetAtt": ["LakeBucket", "Arn"]}
+    # a listing that names a prefix stays under the target's (HeadBucket, which names none, and
+    # S3's 404-or-403 check for a missing object are what IfExists lets through)
+    ((operator, keys),) = listing["Condition"].items()
+    assert operator == "StringLikeIfExists"
+    assert list(keys) == ["s3:prefix"]
+    assert keys["s3:prefix"] and all(
+        pattern.startswith(f"{prefix}/") for pattern in as_list(keys["s3:prefix"])
+    )
+
+
+def test_exporter_commits_tables_in_the_lake_database_only(cfn: dict[str, Any]) -> None:
+    role = cfn["Resources"]["ExporterFunctionRole"]
+    glue = [s for s in statements(role) if any(a.startswith("glue:") for a in as_list(s["Action"]))]
+    assert len(glue) == 1
+    assert set(as_list(glue[0]["Action"])) == EXPORTER_GLUE_ACTIONS
+    assert len(as_list(glue[0]["Action"])) == len(EXPORTER_GLUE_ACTIONS)
+    assert as_list(glue[0]["Resource"]) == LAKE_CATALOG_ARNS
+    assert "Condition" not in glue[0]
+    # nothing in the stack may drop the lake's tables or replace its database (the Glue crawler
+    # and its role are gone: the exporter writes the tables itself)
+    for name, resource in of_type(cfn, "AWS::IAM::Role").items():
+        for statement in statements(resource):
+            for action in as_list(statement["Action"]):
+                assert not action.startswith(("glue:Delete", "glue:BatchDelete")), (name, action)
+                assert action not in {"glue:CreateDatabase", "glue:*"}, (name, action)
+                if action.startswith("glue:"):
+                    assert name == "ExporterFunctionRole", (name, action)
+        trusted = resource["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert "glue.amazonaws.com" not in json.dumps(trusted), name
 
 
 def test_database_is_private_encrypted_and_takes_tls_only(cfn: dict[str, Any]) -> None:
@@ -176,16 +238,25 @@ def test_database_is_private_encrypted_and_takes_tls_only(cfn: dict[str, Any]) -
     assert "SecurityGroupIngress" not in cfn["Resources"]["DatabaseSecurityGroup"]["Properties"]
 
 
-def test_functions_reach_s3_and_secrets_manager_through_endpoints(cfn: dict[str, Any]) -> None:
+def test_functions_reach_s3_glue_and_secrets_manager_through_endpoints(
+    cfn: dict[str, Any],
+) -> None:
     endpoints = {
         r["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[-1]: r["Properties"]
         for r in of_type(cfn, "AWS::EC2::VPCEndpoint").values()
     }
     assert endpoints["s3"]["VpcEndpointType"] == "Gateway"
-    assert endpoints["secretsmanager"]["VpcEndpointType"] == "Interface"
-    assert endpoints["secretsmanager"]["PrivateDnsEnabled"] is True
     assert references(endpoints["s3"]["PolicyDocument"]) == {"LakeBucket"}
     assert references(endpoints["secretsmanager"]["PolicyDocument"]) == {"Database"}
+    for service in ("secretsmanager", "glue"):
+        assert endpoints[service]["VpcEndpointType"] == "Interface"
+        assert endpoints[service]["PrivateDnsEnabled"] is True
+        assert references(endpoints[service]["SubnetIds"]) == {"PrivateSubnetA", "PrivateSubnetB"}
+    # through the VPC, Glue serves the lake's database and its tables, nothing else
+    (glue,) = endpoints["glue"]["PolicyDocument"]["Statement"]
+    assert glue["Effect"] == "Allow"
+    assert as_list(glue["Resource"]) == LAKE_CATALOG_ARNS
+    assert all(a.startswith("glue:") for a in as_list(glue["Action"]))
     for function in FUNCTIONS:
         vpc = cfn["Resources"][function]["Properties"]["VpcConfig"]
         assert references(vpc["SubnetIds"]) == {"PrivateSubnetA", "PrivateSubnetB"}
@@ -215,8 +286,10 @@ def test_functions_run_the_handlers_of_the_package(
     }
     assert rds.SSLMODE_OVERRIDE_VARIABLE not in json.dumps(cfn)
     exporter_variables = cfn["Resources"]["ExporterFunction"]["Properties"]["Environment"]
-    assert exporter_variables["Variables"][export.TARGET_VARIABLE] == {
-        "Fn::Sub": "s3://${LakeBucket}/lake"
+    own = {k: v for k, v in exporter_variables["Variables"].items() if k not in variables}
+    assert own == {
+        export.TARGET_VARIABLE: {"Fn::Sub": "s3://${LakeBucket}/lake"},
+        NAMESPACE_VARIABLE: {"Ref": "LakeCatalog"},
     }
     for function in FUNCTIONS:
         props = cfn["Resources"][function]["Properties"]
@@ -231,17 +304,24 @@ def test_functions_run_the_handlers_of_the_package(
         assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
 
 
-def test_glue_crawler_catalogs_each_table_folder_of_the_lake(cfn: dict[str, Any]) -> None:
-    crawler = cfn["Resources"]["LakeCrawler"]["Properties"]
-    (target,) = crawler["Targets"]["S3Targets"]
-    assert target["Path"] == {"Fn::Sub": "s3://${LakeBucket}/lake/"}
-    assert "_manifests/**" in target["Exclusions"]
-    configuration = json.loads(crawler["Configuration"])
-    # bucket (1) / lake (2) / <table> (3)
-    depth = len(target["Path"]["Fn::Sub"].removeprefix("s3://").strip("/").split("/")) + 1
-    assert configuration["Grouping"]["TableLevelConfiguration"] == depth
-    assert crawler["DatabaseName"] == {"Ref": "LakeCatalog"}
-    assert cfn["Resources"]["LakeCatalog"]["Type"] == "AWS::Glue::Database"
+def test_the_lake_is_an_iceberg_namespace_the_exporter_fills(
+    cfn: dict[str, Any], sam: dict[str, Any]
+) -> None:
+    catalog = cfn["Resources"]["LakeCatalog"]
+    assert catalog["Type"] == "AWS::Glue::Database"
+    assert catalog["Properties"]["CatalogId"] == {"Ref": "AWS::AccountId"}
+    # no LocationUri: the tables live under the exporter's target, <target>/<namespace>.db/<table>
+    assert set(catalog["Properties"]["DatabaseInput"]) == {"Name", "Description"}
+    # the exporter creates and commits the tables itself; nothing crawls or declares them
+    kinds = {r["Type"] for r in cfn["Resources"].values()}
+    assert not kinds & {"AWS::Glue::Crawler", "AWS::Glue::Table", "AWS::Glue::Trigger"}
+    assert not any("Crawler" in name for name in (*sam["Parameters"], *sam["Outputs"]))
+    assert not any("Crawler" in name for name in sam.get("Conditions", {}))
+    # the exporter's Iceberg namespace (ANIMEDB_NAMESPACE) is the database it may write
+    variables = cfn["Resources"]["ExporterFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables[NAMESPACE_VARIABLE] == {"Ref": "LakeCatalog"}
+    assert sam["Outputs"]["GlueDatabaseName"]["Value"] == {"Ref": "LakeCatalog"}
+    assert cfn["Resources"]["LakeQueries"]["Type"] == "AWS::Athena::WorkGroup"
 
 
 def test_the_samconfig_example_sets_parameters_of_the_template(sam: dict[str, Any]) -> None:
