@@ -86,9 +86,10 @@ def register_only(settings: db.Settings, table: str) -> None:
     """Make `table` the one exported table, with a fresh watermark and no runs."""
     with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
         conn.execute("delete from etl.watermarks")
+        conn.execute("delete from etl.exported_tables")
         conn.execute("delete from etl.export_runs")
         conn.execute(
-            "insert into etl.watermarks (table_name, load_type, key_column, cursor_column)"
+            "insert into etl.exported_tables (table_name, load_type, key_column, cursor_column)"
             " values (%s, 'modified', 'event_id', 'modified_date')",
             (table,),
         )

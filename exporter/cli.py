@@ -1,5 +1,5 @@
-"""`python -m exporter`: run, status, verify and abandon, for people (progress, tables) and for
-machines (--json)."""
+"""`python -m exporter`: run, status, verify, tables, report and abandon, for people (progress,
+tables) and for machines (--json)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -22,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from animedb import db
-from exporter import lake, protocol
+from exporter import iceberg, lake, protocol
 from exporter.errors import ExportError
 from exporter.report import write_report
 from exporter.run import DEFAULT_SETTLE, RunSummary, TableResult, run_export
@@ -64,13 +65,37 @@ def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
+def _storage(target: str) -> Any:
+    """AWS failures (S3, Glue) of a command as one line."""
+    return lake.storage_errors(target)
+
+
 @click.group()
 def main() -> None:
-    """Copy new and changed rows of PostgreSQL into a Parquet lake, exactly once."""
+    """Copy new and changed rows of PostgreSQL into a lake of Iceberg tables, exactly once."""
+
+
+def lake_options(command: Any) -> Any:
+    """--catalog and --namespace: which Iceberg catalog and namespace hold the lake's tables."""
+    command = click.option(
+        "--namespace",
+        default=None,
+        help=f"Namespace of the tables [env {iceberg.NAMESPACE_VARIABLE}; default animedb].",
+    )(command)
+    return click.option(
+        "--catalog",
+        default=None,
+        help=(
+            f"pyiceberg catalog name [env {iceberg.CATALOG_VARIABLE}; default animedb]: configured"
+            " in .pyiceberg.yaml or PYICEBERG_CATALOG__<NAME>__*; when it is not, a folder gets"
+            " a SQLite catalog inside it and s3:// the Glue Data Catalog."
+        ),
+    )(command)
 
 
 @main.command()
 @click.option("--target", required=True, help="A folder, or s3://bucket/prefix.")
+@lake_options
 @click.option(
     "--settle",
     type=float,
@@ -80,17 +105,26 @@ def main() -> None:
 )
 @click.option("--quiet", is_flag=True, help="No progress bars, no table: errors only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
-def run(target: str, settle: float, quiet: bool, as_json: bool) -> None:
-    """Export every table of etl.watermarks: the first run copies everything, later runs only
-    what is new or changed since. A crashed run is resumed with its recorded windows.
+def run(
+    target: str,
+    catalog: str | None,
+    namespace: str | None,
+    settle: float,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Export every table of etl.exported_tables into its two Iceberg tables (current state
+    and change log): a target's first run copies everything, later runs only what is new or
+    changed since. A crashed run is resumed with its recorded windows and chunks.
 
     Example: python -m exporter run --target ./lake
     """
     if settle < 0:
         raise click.BadParameter("must be 0 or more", param_hint="--settle")
+    wait = dt.timedelta(seconds=settle)
     try:
         if quiet or as_json:
-            summary = run_export(target, settle=dt.timedelta(seconds=settle))
+            summary = run_export(target, settle=wait, catalog=catalog, namespace=namespace)
         else:
             columns = (
                 SpinnerColumn(),
@@ -101,7 +135,11 @@ def run(target: str, settle: float, quiet: bool, as_json: bool) -> None:
             )
             with Progress(*columns, console=err, transient=False) as bars:
                 summary = run_export(
-                    target, settle=dt.timedelta(seconds=settle), progress=_Bars(bars)
+                    target,
+                    settle=wait,
+                    progress=_Bars(bars),
+                    catalog=catalog,
+                    namespace=namespace,
                 )
     except (ExportError, db.DatabaseUnavailable) as exc:
         raise _fail(exc) from exc
@@ -119,20 +157,28 @@ def summary_table(summary: RunSummary, title: str | None = None) -> Table:
         "table",
         "window",
         "rows",
+        "deletes",
         "files",
         "bytes",
         "seconds",
-        title=title or f"run {summary.run_id}{resumed} → {summary.target}",
+        title=title or f"run {summary.run_id}{resumed} → {summary.target} ({summary.namespace})",
     )
     for t in summary.tables:
         window = f"deferred: {t.deferred}" if t.deferred else f"{_short(t.lo)} → {_short(t.hi)}"
         table.add_row(
-            t.table, window, f"{t.rows:,}", str(t.files), f"{t.bytes:,}", f"{t.seconds:.2f}"
+            t.table,
+            window,
+            f"{t.rows:,}",
+            f"{t.deletes:,}",
+            str(t.files),
+            f"{t.bytes:,}",
+            f"{t.seconds:.2f}",
         )
     table.add_row(
         "total",
         "",
         f"{summary.rows:,}",
+        f"{sum(t.deletes for t in summary.tables):,}",
         str(sum(t.files for t in summary.tables)),
         f"{sum(t.bytes for t in summary.tables):,}",
         f"{summary.seconds:.2f}",
@@ -148,15 +194,21 @@ def _short(value: str) -> str:
 
 
 @main.command()
+@click.option(
+    "--target", default=None, help="The lake (default: the one the last run exported to)."
+)
+@lake_options
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status(as_json: bool) -> None:
-    """Each table's watermark, rows exported, last run and how far the lake trails PostgreSQL;
-    and what holds the next run back (a pending run, a transaction left open).
+def status(target: str | None, catalog: str | None, namespace: str | None, as_json: bool) -> None:
+    """Each table's watermark for a target, rows exported, last run, how far the lake trails
+    PostgreSQL and what its Iceberg tables hold; and what holds the next run back (a pending
+    run, a transaction left open).
 
-    Example: python -m exporter status
+    Example: python -m exporter status --target ./lake
     """
     try:
-        result = read_status()
+        with _storage(target or "the lake"):
+            result = read_status(target=target, catalog=catalog, namespace=namespace)
     except (ExportError, db.DatabaseUnavailable) as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -191,15 +243,17 @@ def status(as_json: bool) -> None:
 
 @main.command()
 @click.option("--target", required=True, help="The lake: a folder, or s3://bucket/prefix.")
+@lake_options
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-def verify(target: str, as_json: bool) -> None:
-    """Rebuild every table from the lake (latest version per key, minus tombstones, committed
-    manifests only) and compare it with PostgreSQL, row by row; exit 1 on any difference.
+def verify(target: str, catalog: str | None, namespace: str | None, as_json: bool) -> None:
+    """Compare every table with PostgreSQL, row by row: its current-state Iceberg table, and
+    the latest state rebuilt from its change log; check each file the tables reference (size,
+    rows, SHA-256). Exit 1 on any difference.
 
     Example: python -m exporter verify --target ./lake
     """
     try:
-        checks = run_verify(target)
+        checks = run_verify(target, catalog=catalog, namespace=namespace)
     except (ExportError, db.DatabaseUnavailable) as exc:
         raise _fail(exc) from exc
     ok = all(c.ok for c in checks)
@@ -213,15 +267,63 @@ def verify(target: str, as_json: bool) -> None:
 
 @main.command()
 @click.option("--target", required=True, help="The lake: a folder, or s3://bucket/prefix.")
+@lake_options
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def tables(target: str, catalog: str | None, namespace: str | None, as_json: bool) -> None:
+    """For every exported source table, the identifiers and current metadata locations of its
+    two Iceberg tables (current state, change log): what another engine needs to read them.
+
+    Example: python -m exporter tables --target ./lake --json
+    """
+    try:
+        with _storage(target):
+            listed = _listed(target, catalog, namespace)
+    except ExportError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    table = Table("source", "current state", "change log", "metadata (current state)")
+    for item in listed:
+        table.add_row(
+            item["source"],
+            item["current"]["identifier"],
+            item["changes"]["identifier"],
+            item["current"]["metadata_location"],
+        )
+    out.print(table)
+
+
+def _listed(target: str, catalog: str | None, namespace: str | None) -> list[dict[str, Any]]:
+    house = iceberg.open_house(lake.open_lake(target), catalog, namespace)
+    return [
+        {
+            "source": p.source,
+            "current": {
+                "identifier": ".".join(p.current.name()),
+                "metadata_location": p.current.metadata_location,
+            },
+            "changes": {
+                "identifier": ".".join(p.changes.name()),
+                "metadata_location": p.changes.metadata_location,
+            },
+        }
+        for p in iceberg.pairs(house)
+    ]
+
+
+@main.command()
+@click.option("--target", required=True, help="The lake: a folder, or s3://bucket/prefix.")
+@lake_options
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
     default=None,
     help="The HTML file (default: <folder>-report.html beside a local lake).",
 )
-def report(target: str, output: Path | None) -> None:
+def report(target: str, catalog: str | None, namespace: str | None, output: Path | None) -> None:
     """Write an HTML page about the lake, with charts: rows per table per run, watermark lag
-    over runs, and activity by kind. It reads only the lake (manifests and their files).
+    over runs, and activity by kind. It reads only the lake (Iceberg metadata and files).
 
     Example: python -m exporter report --target ./lake
     """
@@ -231,7 +333,8 @@ def report(target: str, output: Path | None) -> None:
         folder = Path(target).expanduser().resolve()
         output = folder.with_name(f"{folder.name}-report.html")
     try:
-        written = write_report(target, output)
+        with _storage(target):
+            written = write_report(target, output, catalog=catalog, namespace=namespace)
     except ExportError as exc:
         raise _fail(exc) from exc
     click.echo(f"report written to {written}")
@@ -248,12 +351,24 @@ def verify_table(checks: list[TableCheck], title: str) -> Table:
         "extra",
         "changed",
         "duplicates",
+        "log differs",
+        "files",
         "",
         title=title,
     )
     for c in checks:
         mark = "[green]ok[/green]" if c.ok else "[red]DIFFERS[/red]"
-        values = (c.compared, c.lake_rows, c.pending, c.missing, c.extra, c.changed, c.duplicates)
+        values = (
+            c.compared,
+            c.lake_rows,
+            c.pending,
+            c.missing,
+            c.extra,
+            c.changed,
+            c.duplicates,
+            c.log_differs,
+            c.files,
+        )
         table.add_row(c.table, *(f"{v:,}" for v in values), mark)
     return table
 
@@ -261,8 +376,9 @@ def verify_table(checks: list[TableCheck], title: str) -> Table:
 @main.command()
 @click.argument("run_id", type=int)
 def abandon(run_id: int) -> None:
-    """Give up a pending run (one whose target cannot be finished, say); its manifest, if it got
-    that far, is removed from the lake first, and the next run exports its windows again.
+    """Give up a pending run (one whose target cannot be finished, say): the files it wrote
+    are removed from the lake, and the target's next run exports its windows again. A run
+    that some table has committed already is not abandoned: run the exporter to finish it.
 
     Example: python -m exporter abandon 42
     """
@@ -272,9 +388,14 @@ def abandon(run_id: int) -> None:
             run = protocol.pending_run(conn)
             if run is None or run.run_id != run_id:
                 raise click.ClickException(f"run {run_id} is not pending: nothing to abandon")
-            # readers trust manifests: a pending run's manifest must go before its windows reopen
-            lake.open_lake(run.target).delete(lake.manifest_key(run_id))
+            uri, _, namespace = run.target.partition("#")
+            target = lake.open_lake(uri)
+            house = iceberg.open_house(target, namespace=namespace or iceberg.DEFAULT_NAMESPACE)
+            with _storage(uri):
+                removed = iceberg.remove_run_files(house, run_id)
             protocol.abandon_run(conn, run_id)
     except (ExportError, db.DatabaseUnavailable) as exc:
         raise _fail(exc) from exc
-    click.echo(f"run {run_id} abandoned; its windows go with the next run")
+    click.echo(
+        f"run {run_id} abandoned ({removed} files removed); its windows go with the next run"
+    )

@@ -55,6 +55,22 @@ class DuckConfig:
         )
 
 
+def source_columns(con: duckdb.DuckDBPyConnection, table_name: str) -> dict[str, str]:
+    """Column -> DuckDB type of an attached table, in table order."""
+    rows = con.execute(f"DESCRIBE SELECT * FROM {table_name}").fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def load_iceberg(con: duckdb.DuckDBPyConnection) -> None:
+    """DuckDB's own Iceberg reader (iceberg_scan), an engine that is not the exporter: tests,
+    benchmarks and users read the lake with it. It needs avro first."""
+    import duckdb_extension_avro
+    import duckdb_extension_iceberg
+
+    con.execute(f"LOAD {_quote(str(extension_file(duckdb_extension_avro, 'avro')))}")
+    con.execute(f"LOAD {_quote(str(extension_file(duckdb_extension_iceberg, 'iceberg')))}")
+
+
 def connect(
     config: DuckConfig | None = None, *, with_httpfs: bool = False
 ) -> duckdb.DuckDBPyConnection:
@@ -109,7 +125,7 @@ def attach_postgres(
         con.execute(f"ATTACH {_quote(conninfo)} AS {alias} (TYPE postgres, READ_ONLY)")
     except duckdb.Error as exc:
         raise ExportError(
-            f"DuckDB cannot attach {settings.describe()}: {_masked(_first_line(exc), settings)}"
+            f"DuckDB cannot attach {settings.describe()}: {_masked(first_line(exc), settings)}"
         ) from exc
 
 
@@ -135,7 +151,7 @@ def _masked(text: str, settings: db.Settings) -> str:
     return text.replace(settings.password, "********") if settings.password else text
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -158,18 +174,25 @@ def session(
 
 
 def copy_to_parquet(
-    con: duckdb.DuckDBPyConnection, query: str, destination: Path, *, parallel_scan: bool = False
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    destination: Path,
+    *,
+    parallel_scan: bool = False,
+    field_ids: str | None = None,
 ) -> int:
     """Write the rows of `query` to a zstd Parquet file; the number of rows written.
     parallel_scan: read the table in ctid ranges over several connections (fast for a whole
-    table); otherwise one COPY whose WHERE clause PostgreSQL answers from an index (a delta)."""
+    table); otherwise one COPY whose WHERE clause PostgreSQL answers from an index (a delta).
+    field_ids: DuckDB's FIELD_IDS struct, so that Iceberg readers find columns by id."""
     con.execute(f"SET pg_use_ctid_scan = {'true' if parallel_scan else 'false'}")
+    ids = f", FIELD_IDS {field_ids}" if field_ids else ""
     try:
         result = con.execute(
-            f"COPY ({query}) TO {_quote(str(destination))} (FORMAT parquet, COMPRESSION zstd)"
+            f"COPY ({query}) TO {_quote(str(destination))} (FORMAT parquet, COMPRESSION zstd{ids})"
         ).fetchone()
     except duckdb.Error as exc:
         raise ExportError(
-            f"reading from PostgreSQL or writing Parquet failed: {_first_line(exc)}"
+            f"reading from PostgreSQL or writing Parquet failed: {first_line(exc)}"
         ) from exc
     return int(result[0]) if result else 0

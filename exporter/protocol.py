@@ -44,6 +44,9 @@ class Window:
     def empty(self) -> bool:
         return self.deferred is not None or self.hi == self.lo
 
+    def condition(self, cursor_column: str) -> str:
+        return cursor_range(cursor_column, self.load_type, self.lo, self.hi)
+
     def to_json(self) -> dict[str, Any]:
         def encode(v: int | dt.datetime) -> int | str:
             return v.isoformat() if isinstance(v, dt.datetime) else v
@@ -63,6 +66,32 @@ class Window:
         return cls(
             table, data["load_type"], decode(data["lo"]), decode(data["hi"]), data.get("deferred")
         )
+
+
+def cursor_literal(value: int | dt.datetime) -> str:
+    """A bound as SQL that DuckDB and PostgreSQL both read the same way."""
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMPTZ '{value.astimezone(dt.UTC).isoformat(sep=' ')}'"
+    return str(int(value))
+
+
+def cursor_range(
+    cursor_column: str,
+    load_type: str,
+    lo: int | dt.datetime | None = None,
+    hi: int | dt.datetime | None = None,
+) -> str:
+    """The one statement of what a window holds: lo < id <= hi for `id` tables, lo <= cursor <
+    hi for `modified` ones; a side left out is open. Run, status and verify all use it
+    (`inside` a watermark is hi=watermark, `beyond` it lo=watermark)."""
+    cursor = f'"{cursor_column}"'
+    above, below = (">", "<=") if load_type == "id" else (">=", "<")
+    parts = []
+    if lo is not None:
+        parts.append(f"{cursor} {above} {cursor_literal(lo)}")
+    if hi is not None:
+        parts.append(f"{cursor} {below} {cursor_literal(hi)}")
+    return " and ".join(parts) or "true"
 
 
 @dataclass
@@ -263,35 +292,30 @@ def record_pending_run(
     return PendingRun(int(row[0]), target, row[1], bounds.bound_time, windows)
 
 
-def commit_run(
-    conn: psycopg.Connection[TupleRow],
-    run: PendingRun,
-    rows: dict[str, int],
-    manifest_uri: str,
-) -> None:
-    """Step 4: advance every watermark (never backwards) and mark the run committed, at once."""
+def commit_run(conn: psycopg.Connection[TupleRow], run: PendingRun, rows: dict[str, int]) -> None:
+    """Step 4: advance the target's watermarks (never backwards) and mark the run committed,
+    at once."""
     with conn.transaction():
         for name, window in run.windows.items():
             if window.deferred is not None:
                 continue
-            if window.load_type == "id":
-                conn.execute(
-                    "update etl.watermarks set max_id = greatest(max_id, %s), last_run_id = %s,"
-                    " last_export_at = now(), rows_exported = rows_exported + %s"
-                    " where table_name = %s",
-                    (window.hi, run.run_id, rows.get(name, 0), name),
-                )
-            else:
-                conn.execute(
-                    "update etl.watermarks set max_modified = greatest(max_modified, %s),"
-                    " last_run_id = %s, last_export_at = now(),"
-                    " rows_exported = rows_exported + %s where table_name = %s",
-                    (window.hi, run.run_id, rows.get(name, 0), name),
-                )
+            max_id = window.hi if window.load_type == "id" else 0
+            max_modified = window.hi if window.load_type == "modified" else EPOCH
+            conn.execute(
+                "insert into etl.watermarks as w (target, table_name, max_id, max_modified,"
+                " last_run_id, last_export_at, rows_exported)"
+                " values (%s, %s, %s, %s, %s, now(), %s)"
+                " on conflict (target, table_name) do update set"
+                " max_id = greatest(w.max_id, excluded.max_id),"
+                " max_modified = greatest(w.max_modified, excluded.max_modified),"
+                " last_run_id = excluded.last_run_id, last_export_at = excluded.last_export_at,"
+                " rows_exported = w.rows_exported + excluded.rows_exported",
+                (run.target, name, max_id, max_modified, run.run_id, rows.get(name, 0)),
+            )
         updated = conn.execute(
             "update etl.export_runs set status = 'committed', committed_at = now(),"
-            " manifest_uri = %s, rows_exported = %s where run_id = %s and status = 'pending'",
-            (manifest_uri, sum(rows.values()), run.run_id),
+            " rows_exported = %s where run_id = %s and status = 'pending'",
+            (sum(rows.values()), run.run_id),
         )
         if updated.rowcount != 1:
             raise ExportError(f"run {run.run_id} is no longer pending: it was not committed twice")
@@ -305,3 +329,78 @@ def abandon_run(conn: psycopg.Connection[TupleRow], run_id: int) -> bool:
             (run_id,),
         )
     return result.rowcount == 1
+
+
+def source_identity(conn: psycopg.Connection[TupleRow]) -> tuple[str, str]:
+    """(system identifier, database name): which database the lake mirrors."""
+    try:
+        row = conn.execute("select * from etl.source_identity()").fetchone()
+    except psycopg.errors.UndefinedFunction as exc:
+        raise ExportError(
+            "etl.source_identity() does not exist: build the database with this version "
+            "(animedb dbt build)"
+        ) from exc
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise ExportError(
+            f"the exporter may not read which database this is ({str(exc).splitlines()[0]}): "
+            "an administrator must run `animedb dbt build`, which grants it"
+        ) from exc
+    if row is None or row[0] is None:
+        raise ExportError("PostgreSQL gave no system identifier: the lake cannot know its source")
+    return str(row[0]), str(row[1])
+
+
+@dataclass
+class Chunk:
+    """One file's worth of a window (keys key_lo..key_hi, both included); `files` once written."""
+
+    table: str
+    chunk: int
+    key_lo: int | None
+    key_hi: int | None
+    files: dict[str, Any] | None = None
+    rows: int = 0
+
+
+def chunks(conn: psycopg.Connection[TupleRow], run_id: int, table: str) -> list[Chunk]:
+    rows = conn.execute(
+        "select chunk, key_lo, key_hi, files, rows from etl.export_chunks"
+        " where run_id = %s and table_name = %s order by chunk",
+        (run_id, table),
+    ).fetchall()
+    return [Chunk(table, int(c), lo, hi, files, int(n or 0)) for c, lo, hi, files, n in rows]
+
+
+def plan_chunks(
+    conn: psycopg.Connection[TupleRow],
+    run_id: int,
+    table: str,
+    ranges: list[tuple[int | None, int | None]],
+) -> list[Chunk]:
+    """Record how a window is cut, before its first file: a resumed run cuts it the same way."""
+    with conn.transaction():
+        for i, (lo, hi) in enumerate(ranges):
+            conn.execute(
+                "insert into etl.export_chunks (run_id, table_name, chunk, key_lo, key_hi)"
+                " values (%s, %s, %s, %s, %s) on conflict do nothing",
+                (run_id, table, i, lo, hi),
+            )
+    return chunks(conn, run_id, table)
+
+
+def record_chunk(conn: psycopg.Connection[TupleRow], run_id: int, chunk: Chunk) -> None:
+    """A chunk's files are in place: what they are (location, size, SHA-256) and its rows."""
+    conn.execute(
+        "insert into etl.export_chunks (run_id, table_name, chunk, key_lo, key_hi, files, rows)"
+        " values (%s, %s, %s, %s, %s, %s, %s) on conflict (run_id, table_name, chunk)"
+        " do update set files = excluded.files, rows = excluded.rows",
+        (
+            run_id,
+            chunk.table,
+            chunk.chunk,
+            chunk.key_lo,
+            chunk.key_hi,
+            Jsonb(chunk.files),
+            chunk.rows,
+        ),
+    )

@@ -1,7 +1,13 @@
 """`report`: one self-contained HTML page about a lake (charts as inline SVG, nothing fetched):
-rows per table per run, how far each run's bound trailed its commit, and the activity the runs
-carried, by kind (inserts, updates and deletes of users, wishlist entries and ratings).
-Everything comes from the lake itself: manifests and the Parquet files they list."""
+rows per table per run, how far each run's bound trailed its commit, the activity the runs
+carried by kind (inserts, updates and deletes of users, wishlist entries and ratings), and
+wishlist statuses and rating scores as the lake has them now.
+
+It reads only the lake's Iceberg tables: the runs are the run-<id> tags of the change logs,
+rows and lag come from the summaries of the snapshots the runs made, activity from the change
+logs' rows, and the latest state from the current-state tables. A run the exporter has not
+finished yet shows with the tables it has committed so far.
+"""
 
 from __future__ import annotations
 
@@ -10,144 +16,203 @@ import html
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import duckdb
+from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Snapshot
 
-from exporter import duck, lake
+from exporter import duck, iceberg, lake, verify
 from exporter.errors import ExportError
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f", "#bab0ac")  # fmt: skip
 ACTIVITY_TABLES = ("app.users", "app.wishlist", "app.ratings")
+KINDS = ("inserted", "updated", "deleted")
 
 
 @dataclass
 class LakeFacts:
     target: str
+    catalog: str
+    namespace: str
     runs: list[int] = field(default_factory=list)
     rows: dict[str, dict[int, int]] = field(default_factory=dict)  # table -> run -> rows
-    lag_seconds: dict[int, float] = field(default_factory=dict)  # run -> written_at - bound
+    lag_seconds: dict[int, float] = field(default_factory=dict)  # run -> committed - bound
     activity: dict[str, dict[int, int]] = field(default_factory=dict)  # kind -> run -> rows
     bytes_total: int = 0
     statuses: list[tuple[str, int]] = field(default_factory=list)
     scores: list[tuple[int, int]] = field(default_factory=list)
 
 
-def _paths(target: lake.Lake, manifest: dict[str, Any], table: str) -> list[str]:
-    return [
-        target.reader_path(f["path"]) for f in manifest["tables"].get(table, {}).get("files", [])
-    ]
+def _name(table: Table) -> str:
+    return ".".join(table.name())
 
 
-def _quoted(paths: list[str]) -> str:
-    return ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+def _summary(snapshot: Snapshot | None) -> dict[str, str]:
+    if snapshot is None or snapshot.summary is None:
+        return {}
+    return dict(snapshot.summary.additional_properties)
 
 
-def collect(target_uri: str) -> LakeFacts:
-    target = lake.open_lake(target_uri)
-    manifests = lake.committed_manifests(target)
-    if not manifests:
-        raise ExportError(f"{target.uri} holds no committed run yet: export to it first")
-    facts = LakeFacts(target=target.uri)
-    access = target.s3_access()
-    con = duck.connect(with_httpfs=access is not None)
-    if access is not None:
-        duck.use_s3(con, access)
+def _tagged_runs(table: Table) -> list[int]:
+    """The runs committed to a table: the ids of its run-<id> tags."""
+    runs = []
+    for name in table.metadata.refs:
+        suffix = name.rpartition("-")[2]
+        if suffix.isdigit() and iceberg.tag(int(suffix)) == name:
+            runs.append(int(suffix))
+    return sorted(runs)
+
+
+def _own_snapshot(table: Table, run: int) -> dict[str, str] | None:
+    """The summary of the snapshot the run made in the table; None when the run left the
+    table unchanged (its tag then marks an earlier run's snapshot)."""
+    snapshot = iceberg.run_snapshot(table, run)
+    summary = _summary(snapshot)
+    return summary if summary.get(iceberg.RUN_ID) == str(run) else None
+
+
+def _runs_and_rows(pairs: list[iceberg.Pair], facts: LakeFacts) -> None:
+    """Runs, rows per table per run, bytes, and each run's lag: the latest commit among the
+    snapshots it made, less its bound."""
+    runs: set[int] = set()
+    committed_ms: dict[int, int] = {}
+    bounds: dict[int, dt.datetime] = {}
+    for pair in pairs:
+        tagged = _tagged_runs(pair.changes)
+        runs.update(tagged)
+        rows = facts.rows.setdefault(pair.source, {})
+        for run in tagged:
+            summary = _own_snapshot(pair.changes, run)
+            rows[run] = int(summary.get("added-records", 0)) if summary else 0
+        for table in (pair.changes, pair.current):
+            facts.bytes_total += int(_summary(table.current_snapshot()).get("total-files-size", 0))
+            for snapshot in table.snapshots():
+                summary = _summary(snapshot)
+                if not summary.get(iceberg.RUN_ID, "").isdigit():
+                    continue
+                run = int(summary[iceberg.RUN_ID])
+                committed_ms[run] = max(committed_ms.get(run, 0), snapshot.timestamp_ms)
+                if iceberg.BOUND_TIME in summary:
+                    bounds[run] = dt.datetime.fromisoformat(summary[iceberg.BOUND_TIME])
+    facts.runs = sorted(runs)
+    for run in facts.runs:
+        if run in committed_ms and run in bounds:
+            committed = dt.datetime.fromtimestamp(committed_ms[run] / 1000, dt.UTC)
+            facts.lag_seconds[run] = (committed - bounds[run]).total_seconds()
+
+
+def _rows_of(
+    con: duckdb.DuckDBPyConnection, target: lake.Lake, table: Table, select: str, name: str
+) -> None:
+    """verify's reader of a table's current rows, its failures in one line naming the file."""
     try:
-        for manifest in manifests:
-            run = int(manifest["run_id"])
-            facts.runs.append(run)
-            bound = dt.datetime.fromisoformat(manifest["bound_time"])
-            written = dt.datetime.fromisoformat(manifest["written_at"])
-            facts.lag_seconds[run] = (written - bound).total_seconds()
-            for table, entry in manifest["tables"].items():
-                facts.rows.setdefault(table, {})[run] = int(entry["rows"])
-                facts.bytes_total += sum(int(f["bytes"]) for f in entry["files"])
-            _activity(con, target, manifest, run, facts)
-        _latest_state(con, target, manifests, facts)
+        verify.current_rows(con, target, table, select, name)
+    except ExportError:
+        raise
     except duckdb.Error as exc:
-        raise ExportError(f"cannot read the lake at {target.uri}: {exc}") from exc
-    finally:
-        con.close()
-    return facts
+        raise ExportError(
+            f"cannot read the data files of table {_name(table)}: {duck.first_line(exc)}"
+        ) from exc
+    except Exception as exc:  # pyiceberg's Avro reader fails in many ways on a damaged file
+        snapshot = table.current_snapshot()
+        where = f" from its manifest list {snapshot.manifest_list}" if snapshot else ""
+        raise ExportError(
+            f"cannot read the manifests of table {_name(table)}{where}: "
+            f"{duck.first_line(exc)} (a metadata file is missing or corrupted)"
+        ) from exc
 
 
 def _activity(
-    con: duckdb.DuckDBPyConnection,
-    target: lake.Lake,
-    manifest: dict[str, Any],
-    run: int,
-    facts: LakeFacts,
+    con: duckdb.DuckDBPyConnection, target: lake.Lake, pair: iceberg.Pair, facts: LakeFacts
 ) -> None:
-    """Inserts (created in the window) and updates of the audited user tables, and deletes."""
-    for table in ACTIVITY_TABLES:
-        paths = _paths(target, manifest, table)
-        name = table.split(".")[1]
-        if paths:
-            row = con.execute(
-                "select count(*) filter (where created_date = modified_date),"
-                " count(*) filter (where created_date <> modified_date)"
-                f" from read_parquet([{_quoted(paths)}])"
-            ).fetchone()
-            inserted, updated = (int(row[0]), int(row[1])) if row else (0, 0)
-        else:
-            inserted = updated = 0
-        facts.activity.setdefault(f"{name} inserted or new", {})[run] = inserted
-        facts.activity.setdefault(f"{name} changed", {})[run] = updated
-    paths = _paths(target, manifest, "etl.tombstones")
-    deleted: dict[str, int] = defaultdict(int)
-    if paths:
-        for table, count in con.execute(
-            f"select table_name, count(*) from read_parquet([{_quoted(paths)}]) group by 1"
-        ).fetchall():
-            deleted[str(table)] = int(count)
-    for table in ACTIVITY_TABLES:
-        facts.activity.setdefault(f"{table.split('.')[1]} deleted", {})[run] = deleted[table]
+    """A table's row versions per run, by kind: an insert is the first version of its key,
+    an update a version of a key an earlier run had, a delete a `_deleted` row."""
+    key = pair.changes.properties[iceberg.KEY_COLUMN]
+    _rows_of(
+        con,
+        target,
+        pair.changes,
+        f'"{key}" as k, {iceberg.RUN_COLUMN} as run, {iceberg.DELETED_COLUMN} as deleted',
+        "versions",
+    )
+    counts = con.execute(
+        "select run, count(*) filter (where not deleted and run = first_run),"
+        " count(*) filter (where not deleted and run > first_run),"
+        " count(*) filter (where deleted)"
+        " from (select run, deleted, min(run) filter (where not deleted)"
+        " over (partition by k) as first_run from versions)"
+        " group by run"
+    ).fetchall()
+    by_run = {int(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in counts}
+    name = pair.source.split(".")[1]
+    for i, kind in enumerate(KINDS):
+        series = facts.activity.setdefault(f"{name} {kind}", {})
+        for run in facts.runs:
+            series[run] = by_run.get(run, (0, 0, 0))[i]
 
 
 def _latest_state(
     con: duckdb.DuckDBPyConnection,
     target: lake.Lake,
-    manifests: list[dict[str, Any]],
+    by_source: dict[str, iceberg.Pair],
     facts: LakeFacts,
 ) -> None:
-    """Wishlist statuses and rating scores as the lake has them now (latest version per key,
-    minus tombstones)."""
-
-    def latest(table: str, key: str) -> str | None:
-        paths = [p for m in manifests for p in _paths(target, m, table)]
-        if not paths:
-            return None
-        tombstones = [p for m in manifests for p in _paths(target, m, "etl.tombstones")]
-        gone = (
-            f"and {key} not in (select key_value from read_parquet([{_quoted(tombstones)}])"
-            f" where table_name = '{table}')"
-            if tombstones
-            else ""
-        )
-        return (
-            f"(select * from read_parquet([{_quoted(paths)}])"
-            f" qualify row_number() over (partition by {key} order by modified_date desc) = 1)"
-            f" where true {gone}"
-        )
-
-    wishlist = latest("app.wishlist", "wishlist_id")
-    if wishlist:
+    """Wishlist statuses and rating scores of the current-state tables."""
+    if "app.wishlist" in by_source:
+        _rows_of(con, target, by_source["app.wishlist"].current, "status", "wishlist_now")
         facts.statuses = [
             (str(s), int(n))
             for s, n in con.execute(
-                f"select status, count(*) from {wishlist} group by 1 order by 2 desc"
+                "select status, count(*) from wishlist_now group by 1 order by 2 desc, 1"
             ).fetchall()
         ]
-    ratings = latest("app.ratings", "rating_id")
-    if ratings:
+    if "app.ratings" in by_source:
+        _rows_of(con, target, by_source["app.ratings"].current, "score", "ratings_now")
         facts.scores = [
             (int(s), int(n))
             for s, n in con.execute(
-                f"select score, count(*) from {ratings} group by 1 order by 1"
+                "select score, count(*) from ratings_now where score is not null"
+                " group by 1 order by 1"
             ).fetchall()
         ]
+
+
+def _no_runs(target: lake.Lake) -> ExportError:
+    return ExportError(f"{target.uri} holds no committed run yet: export to it first")
+
+
+def collect(target_uri: str, catalog: str | None = None, namespace: str | None = None) -> LakeFacts:
+    """The facts the page shows, from the lake's Iceberg tables alone."""
+    target = lake.open_lake(target_uri)
+    if not target.is_s3 and not Path(target.uri).is_dir():
+        raise _no_runs(target)
+    if target.list_files(target.location(lake.OLD_LAYOUT_MARKER), limit=1):
+        raise ExportError(
+            f"{target.uri} holds a lake of the earlier plain-Parquet layout (_manifests/), "
+            "which the report does not read: export to a new, empty target"
+        )
+    house = iceberg.open_house(target, catalog, namespace)
+    pairs = iceberg.pairs(house)
+    facts = LakeFacts(target.uri, house.catalog_name, house.namespace)
+    _runs_and_rows(pairs, facts)
+    if not facts.runs:
+        raise _no_runs(target)
+    by_source = {p.source: p for p in pairs}
+    access = target.s3_access()
+    con = duck.connect(with_httpfs=access is not None)
+    try:
+        if access is not None:
+            duck.use_s3(con, access)
+        for source in ACTIVITY_TABLES:
+            if source in by_source:
+                _activity(con, target, by_source[source], facts)
+        _latest_state(con, target, by_source, facts)
+    except duckdb.Error as exc:
+        raise ExportError(f"cannot read the lake at {target.uri}: {duck.first_line(exc)}") from exc
+    finally:
+        con.close()
+    return facts
 
 
 # --- drawing -------------------------------------------------------------------------------
@@ -181,15 +246,14 @@ def _bars(
     return _svg(width, height, parts) + _legend(list(series))
 
 
-def _line(
-    values: dict[int, float], runs: list[int], *, unit: str, width: int = 760, height: int = 220
-) -> str:
-    top = max([values.get(r, 0.0) for r in runs] + [0.001])
+def _line(values: dict[int, float], *, unit: str, width: int = 760, height: int = 220) -> str:
+    """A line through one point per run that has a value, in run order."""
+    runs = sorted(values)
+    top = max([*values.values(), 0.001])
     left, bottom, plot_h = 56, 24, height - 44
     step = (width - left - 10) / max(len(runs) - 1, 1)
     points = [
-        (left + i * step, height - bottom - plot_h * values.get(r, 0.0) / top)
-        for i, r in enumerate(runs)
+        (left + i * step, height - bottom - plot_h * values[r] / top) for i, r in enumerate(runs)
     ]
     parts = [_axis(left, bottom, width, height, top, unit=unit)]
     parts.append(
@@ -200,7 +264,7 @@ def _line(
     for (x, y), r in zip(points, runs, strict=True):
         parts.append(
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#4e79a7">'
-            f"<title>run {r}: {values.get(r, 0.0):.2f} {unit}</title></circle>"
+            f"<title>run {r}: {values[r]:.2f}{unit}</title></circle>"
         )
     return _svg(width, height, parts)
 
@@ -275,7 +339,7 @@ def render(facts: LakeFacts) -> str:
     # the user tables one by one, the catalog's (which move only with a crawl) as one series
     busy: dict[str, dict[int, int]] = {"catalog": defaultdict(int)}
     for table, values in sorted(facts.rows.items()):
-        if table in (*ACTIVITY_TABLES, "etl.tombstones"):
+        if table in (*ACTIVITY_TABLES, verify.TOMBSTONES):
             busy[table] = values
         else:
             for run, n in values.items():
@@ -292,17 +356,22 @@ def render(facts: LakeFacts) -> str:
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     total_rows = sum(sum(v.values()) for v in facts.rows.values())
     sections = [
-        f"<h1>Lake report</h1><p>{html.escape(facts.target)} — {len(runs)} committed runs, "
-        f"{total_rows:,} row versions, {facts.bytes_total / 1e6:,.1f} MB of Parquet. "
-        f"Generated {generated}.</p>",
-        "<h2>Rows per table per run</h2>",
+        f"<h1>Lake report</h1><p>{html.escape(facts.target)} (catalog "
+        f"{html.escape(facts.catalog)}, namespace {html.escape(facts.namespace)}) — "
+        f"{len(runs)} committed runs ({runs[0]} to {runs[-1]}), {total_rows:,} row versions and "
+        f"deletes in the change logs, {facts.bytes_total / 1e6:,.1f} MB of Parquet in the "
+        f"tables' live files. Generated {generated}.</p>",
+        "<h2>Rows per table per run</h2><p>Rows each run added to a table's change log "
+        "(versions and deletes), from the summary of the snapshot it made.</p>",
         _bars(busy, runs),
         _table(["table", *(f"run {r}" for r in runs[-8:]), "all runs"], per_table_rows),
         "<h2>Watermark lag over runs</h2><p>Seconds between a run's bound (the moment of the "
-        "source it copies) and the moment its manifest was written.</p>",
-        _line(facts.lag_seconds, runs, unit=" s"),
-        "<h2>Activity by kind, per run</h2><p>Row versions each run carried for the users' "
-        "tables: new rows, changed rows, and deletes (tombstones).</p>",
+        "source it copies) and the commit of the last snapshot it made; a run that changed no "
+        "table made none and has no point.</p>",
+        _line(facts.lag_seconds, unit=" s") if facts.lag_seconds else "<p>No snapshots yet.</p>",
+        "<h2>Activity by kind, per run</h2><p>Rows each run brought to the users' tables' "
+        "change logs: inserts (the first version of a key), updates (a key an earlier run "
+        "had) and deletes.</p>",
         _bars(activity, runs) if activity else "<p>No activity yet.</p>",
     ]
     if facts.statuses:
@@ -320,9 +389,11 @@ def render(facts: LakeFacts) -> str:
     )
 
 
-def write_report(target: str, output: Path) -> Path:
-    """Collect the lake's facts and write the page; returns its path."""
-    page = render(collect(target))
+def write_report(
+    target: str, output: Path, *, catalog: str | None = None, namespace: str | None = None
+) -> Path:
+    """Collect the lake's facts and write the page, atomically; returns its path."""
+    page = render(collect(target, catalog, namespace))
     output.parent.mkdir(parents=True, exist_ok=True)
     staged = output.with_name(f".{output.name}.tmp")
     staged.write_text(page, encoding="utf-8")

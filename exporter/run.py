@@ -1,17 +1,23 @@
 """One export run, all-or-nothing: the plain function the CLI and the Lambda handler call.
 
-1. bounds for every table, then a pending run with its windows, committed;
-2. each window through DuckDB to Parquet, at a key that depends only on run id and table;
-3. the run's manifest, last;
-4. watermarks advanced and the run marked committed, in one PostgreSQL transaction.
-A crash anywhere leaves a pending run, which the next run resumes with the same windows (so a
-retry overwrites files, never duplicates them); readers trust manifests only.
+1. bounds for every table, then a pending run with its windows, committed in PostgreSQL;
+2. each window through DuckDB to Parquet, in chunks of bounded size, at locations that depend
+   only on run, table and chunk; each chunk recorded (size, SHA-256) once it is in place;
+3. each table's snapshot committed in its Iceberg tables, tagged run-<id>; a table that has
+   the tag already is skipped;
+4. the target's watermarks advanced and the run marked committed, in one transaction.
+A crash anywhere leaves a pending run, which the next run resumes with the same windows and
+chunks: chunks already in place with their checksum are kept, the rest written again over the
+same locations, so no table ever references a file twice or a file of a dead attempt.
+Before anything is written, the lake must mirror this database, and every source table's
+schema must be one its lake tables can follow.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import sys
 import threading
@@ -19,17 +25,22 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import duckdb
 import psycopg
 from psycopg.rows import TupleRow
+from pyiceberg.manifest import DataFile, DataFileContent
 
 from animedb import db
-from exporter import duck, lake, protocol
+from exporter import duck, iceberg, lake, protocol
 from exporter.errors import ExportError
 from exporter.tables import ExportedTable, load_tables
 
 DEFAULT_SETTLE = dt.timedelta(seconds=1)
 PAUSE_VARIABLE = "ANIMEDB_EXPORT_PAUSE_AT"
-STEPS = ("after_pending", "during_files", "after_files", "after_manifest")
+CHUNK_ROWS_VARIABLE = "ANIMEDB_EXPORT_CHUNK_ROWS"
+DEFAULT_CHUNK_ROWS = 1_000_000  # about 30-130 MB of zstd Parquet: a split for Athena, flat memory
+STEPS = ("after_pending", "during_files", "after_files", "between_commits", "after_commits")
+TOMBSTONES = "etl.tombstones"
 
 
 @dataclass
@@ -39,9 +50,11 @@ class TableResult:
     lo: str
     hi: str
     deferred: str | None = None
-    rows: int = 0
+    rows: int = 0  # row versions the run brought
+    deletes: int = 0  # deletes the run brought
     files: int = 0
     bytes: int = 0
+    kept_chunks: int = 0  # chunks a resumed run found in place
     seconds: float = 0.0
 
 
@@ -49,9 +62,10 @@ class TableResult:
 class RunSummary:
     run_id: int
     target: str
+    catalog: str
+    namespace: str
     resumed: bool
     bound_time: str
-    manifest: str
     seconds: float
     tables: list[TableResult] = field(default_factory=list)
 
@@ -92,20 +106,17 @@ def _encode(value: int | dt.datetime) -> str:
     return value.isoformat() if isinstance(value, dt.datetime) else str(value)
 
 
-def _literal(value: int | dt.datetime) -> str:
-    if isinstance(value, dt.datetime):
-        return f"TIMESTAMPTZ '{value.astimezone(dt.UTC).isoformat(sep=' ')}'"
-    return str(int(value))
-
-
-def window_query(table: ExportedTable, window: protocol.Window, catalog: str = "pg") -> str:
-    """The select DuckDB sends to PostgreSQL (filters pushed down to the cursor's index)."""
-    cursor = f'"{table.cursor_column}"'
-    if window.load_type == "id":
-        condition = f"{cursor} > {_literal(window.lo)} and {cursor} <= {_literal(window.hi)}"
-    else:
-        condition = f"{cursor} >= {_literal(window.lo)} and {cursor} < {_literal(window.hi)}"
-    return f"select * from {table.duckdb_name(catalog)} where {condition}"
+def chunk_rows() -> int:
+    text = os.environ.get(CHUNK_ROWS_VARIABLE)
+    if not text:
+        return DEFAULT_CHUNK_ROWS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ExportError(f"{CHUNK_ROWS_VARIABLE}={text!r} is not a positive number of rows")
+    return value
 
 
 class _CopyWatcher:
@@ -160,43 +171,19 @@ def _estimate(
     return int(row[0]) if row and row[0] and row[0] > 0 else None
 
 
-def _export_table(
-    con: Any,
-    target: lake.Lake,
-    run: protocol.PendingRun,
-    table: ExportedTable,
-    window: protocol.Window,
-) -> tuple[int, dict[str, Any] | None]:
-    """Export one window; (rows, manifest entry of its file or None when it held no rows)."""
-    key = lake.data_key(table.folder, run.load_date, run.run_id)
-    staged = target.staging_path(key)
-    try:
-        rows = duck.copy_to_parquet(
-            con, window_query(table, window), staged, parallel_scan=_first_load(window)
-        )
-        if rows == 0:
-            target.delete(key)  # a retry of this run may find a file an earlier try wrote
-            return 0, None
-        size, checksum = staged.stat().st_size, lake.sha256_of(staged)
-        target.put_file(staged, key)
-    finally:
-        staged.unlink(missing_ok=True)
-    return rows, {"path": key, "rows": rows, "bytes": size, "sha256": checksum}
-
-
 def _start_or_resume(
     conn: psycopg.Connection[TupleRow],
-    target: lake.Lake,
+    house: iceberg.House,
     tables: list[ExportedTable],
     settle: dt.timedelta,
     progress: Progress,
 ) -> protocol.PendingRun:
     run = protocol.pending_run(conn)
     if run is not None:
-        if run.target != target.uri:
+        if run.target != house.key:
             raise ExportError(
                 f"run {run.run_id} to {run.target} did not finish: run the exporter with "
-                f"--target {run.target} to complete it, or `exporter abandon {run.run_id}`"
+                f"that target to complete it, or `exporter abandon {run.run_id}`"
             )
         progress.message(f"resuming run {run.run_id} with its recorded windows")
         return run
@@ -210,8 +197,366 @@ def _start_or_resume(
             f" {b.state}) whose transaction is still open"
         )
     return protocol.record_pending_run(
-        conn, target.uri, bounds, protocol.plan_windows(tables, bounds)
+        conn, house.key, bounds, protocol.plan_windows(tables, bounds)
     )
+
+
+@dataclass
+class _Written:
+    """A lake file of this run: where it is, and what it is."""
+
+    location: str
+    bytes: int
+    sha256: str
+    rows: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _Written:
+        return cls(
+            str(data["location"]), int(data["bytes"]), str(data["sha256"]), int(data["rows"])
+        )
+
+
+@dataclass
+class _TableFiles:
+    """What one table's window became: files for the change log and for the current state."""
+
+    changes: list[_Written] = field(default_factory=list)
+    current: list[_Written] = field(default_factory=list)
+    rows: int = 0
+    deletes: int = 0
+    kept: int = 0
+
+
+class _Export:
+    """The files and commits of one run, table by table (steps 2 and 3)."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[TupleRow],
+        con: duckdb.DuckDBPyConnection,
+        house: iceberg.House,
+        run: protocol.PendingRun,
+        settings: db.Settings,
+        progress: Progress,
+    ) -> None:
+        self.conn, self.con, self.house, self.run = conn, con, house, run
+        self.lake = house.lake
+        self.settings, self.progress = settings, progress
+        self.tombstones = run.windows.get(TOMBSTONES)
+        self.exported_at = protocol.cursor_literal(run.started_at)
+        self.partition = iceberg.export_day(run.started_at)
+
+    # --- step 2: files ---------------------------------------------------------------------
+
+    def _location(self, table: Any, name: str) -> str:
+        return f"{table.location().rstrip('/')}/{iceberg.run_folder(self.run.run_id)}/{name}"
+
+    def _put(self, staged: Any, location: str, rows: int) -> _Written:
+        size, digest = staged.stat().st_size, lake.sha256_of(staged)
+        self.lake.put_file(staged, location)
+        return _Written(location, size, digest, rows)
+
+    def _in_place(self, chunk: protocol.Chunk) -> bool:
+        if chunk.files is None:
+            return False
+        return all(
+            self.lake.has_file(w.location, w.bytes, w.sha256)
+            for w in map(_Written.from_json, chunk.files.values())
+        )
+
+    def _dead_keys(self, table: ExportedTable) -> None:
+        """Keys deleted up to this run's tombstone bound: a late version of such a key (written
+        before its delete, but past the time bound) must not bring it back to life."""
+        hi = self.tombstones.hi if self.tombstones is not None else 0
+        self.con.execute(
+            "create or replace temp table dead_keys as select key_value as k"
+            f" from pg.etl.tombstones where table_name = '{table.name}'"
+            f" and {protocol.cursor_range('tombstone_id', 'id', hi=hi)}"
+        )
+
+    def _ranges(
+        self, table: ExportedTable, window: protocol.Window, rows_per_chunk: int
+    ) -> list[tuple[int | None, int | None]]:
+        """Key ranges of about rows_per_chunk rows each (one open range for a small window)."""
+        from psycopg import sql
+
+        row = self.conn.execute(
+            sql.SQL("select count(*), min({k}), max({k}) from {t} where ").format(
+                k=sql.Identifier(table.key_column), t=table.identifier()
+            )
+            + sql.SQL(window.condition(table.cursor_column))  # type: ignore[arg-type,unused-ignore]
+        ).fetchone()
+        count, lo, hi = (int(row[0]), row[1], row[2]) if row else (0, None, None)
+        if count == 0 or lo is None or hi is None:
+            return []
+        if count <= rows_per_chunk:
+            return [(None, None)]
+        n = -(-count // rows_per_chunk)
+        step = -(-(int(hi) - int(lo) + 1) // n)
+        return [(int(lo) + i * step, min(int(lo) + (i + 1) * step - 1, int(hi))) for i in range(n)]
+
+    def _write_chunk(
+        self,
+        pair: iceberg.Pair,
+        table: ExportedTable,
+        window: protocol.Window,
+        chunk: protocol.Chunk,
+        single: bool,
+    ) -> protocol.Chunk:
+        key = f'"{table.key_column}"'
+        where = window.condition(table.cursor_column)
+        if chunk.key_lo is not None and chunk.key_hi is not None:
+            where += f" and {key} between {chunk.key_lo} and {chunk.key_hi}"
+        source = {c: f'"{c}"' for c in table.columns}
+        changes_select, changes_ids = iceberg.select_list(
+            pair.changes.schema(),
+            {
+                **source,
+                iceberg.RUN_COLUMN: str(self.run.run_id),
+                iceberg.DELETED_COLUMN: "false",
+                iceberg.EXPORTED_AT_COLUMN: self.exported_at,
+            },
+        )
+        name = f"chunk-{chunk.chunk:05d}.parquet"
+        staged_changes = self.lake.staging_path(f"{table.lake_name}_changes_{name}")
+        staged_current = self.lake.staging_path(f"{table.lake_name}_{name}")
+        changes_at = self._location(pair.changes, name)
+        current_at = self._location(pair.current, name)
+        try:
+            rows = duck.copy_to_parquet(
+                self.con,
+                f"select {changes_select} from {table.duckdb_name('pg')} where {where}",
+                staged_changes,
+                parallel_scan=single and _first_load(window),
+                field_ids=changes_ids,
+            )
+            files: dict[str, Any] = {}
+            if rows:
+                current_select, current_ids = iceberg.select_list(pair.current.schema(), source)
+                alive = duck.copy_to_parquet(
+                    self.con,
+                    f"select {current_select} from read_parquet('{staged_changes}')"
+                    f" where {key} not in (select k from dead_keys)",
+                    staged_current,
+                    field_ids=current_ids,
+                )
+                files["changes"] = self._put(staged_changes, changes_at, rows).to_json()
+                if alive:
+                    files["current"] = self._put(staged_current, current_at, alive).to_json()
+            for location in (changes_at, current_at):  # what an earlier try left, if any
+                if location not in {f["location"] for f in files.values()}:
+                    self.lake.delete(location)
+        finally:
+            staged_changes.unlink(missing_ok=True)
+            staged_current.unlink(missing_ok=True)
+        chunk.files, chunk.rows = files, rows
+        protocol.record_chunk(self.conn, self.run.run_id, chunk)
+        return chunk
+
+    def _write_deletes(self, pair: iceberg.Pair, table: ExportedTable, out: _TableFiles) -> None:
+        """The run's deletes of this table, as change-log rows (key, _deleted = true)."""
+        window = self.tombstones
+        if window is None or window.empty or table.name == TOMBSTONES:
+            return
+        recorded = protocol.chunks(self.conn, self.run.run_id, table.name)
+        done = [c for c in recorded if c.chunk == DELETES_CHUNK and self._in_place(c)]
+        if done:
+            chunk = done[0]
+        else:
+            select, ids = iceberg.select_list(
+                pair.changes.schema(),
+                {
+                    table.key_column: "key_value",
+                    iceberg.RUN_COLUMN: str(self.run.run_id),
+                    iceberg.DELETED_COLUMN: "true",
+                    iceberg.EXPORTED_AT_COLUMN: self.exported_at,
+                },
+            )
+            staged = self.lake.staging_path(f"{table.lake_name}_changes_deletes.parquet")
+            location = self._location(pair.changes, "deletes.parquet")
+            try:
+                rows = duck.copy_to_parquet(
+                    self.con,
+                    f"select {select} from pg.etl.tombstones where table_name = '{table.name}'"
+                    f" and {window.condition('tombstone_id')}",
+                    staged,
+                    field_ids=ids,
+                )
+                files = {"changes": self._put(staged, location, rows).to_json()} if rows else {}
+                if not rows:
+                    self.lake.delete(location)
+            finally:
+                staged.unlink(missing_ok=True)
+            chunk = protocol.Chunk(table.name, DELETES_CHUNK, None, None, files, rows)
+            protocol.record_chunk(self.conn, self.run.run_id, chunk)
+        out.deletes = chunk.rows
+        out.changes += [_Written.from_json(f) for f in (chunk.files or {}).values()]
+
+    def write(
+        self, pair: iceberg.Pair, table: ExportedTable, window: protocol.Window
+    ) -> _TableFiles:
+        out = _TableFiles()
+        self._dead_keys(table)
+        if not window.empty:
+            recorded = [
+                c
+                for c in protocol.chunks(self.conn, self.run.run_id, table.name)
+                if c.chunk != DELETES_CHUNK
+            ]
+            if not recorded:
+                ranges = self._ranges(table, window, chunk_rows())
+                recorded = protocol.plan_chunks(self.conn, self.run.run_id, table.name, ranges)
+            single = len(recorded) == 1
+            for chunk in recorded:
+                if self._in_place(chunk):
+                    out.kept += 1
+                else:
+                    chunk = self._write_chunk(pair, table, window, chunk, single)
+                    _pause_if_asked("during_files")
+                files = chunk.files or {}
+                if "changes" in files:
+                    out.changes.append(_Written.from_json(files["changes"]))
+                if "current" in files:
+                    out.current.append(_Written.from_json(files["current"]))
+                out.rows += chunk.rows
+        self._write_deletes(pair, table, out)
+        return out
+
+    # --- step 3: commits --------------------------------------------------------------------
+
+    def _described(
+        self, table: Any, written: list[_Written], *, partition: Any = None
+    ) -> list[DataFile]:
+        return [
+            iceberg.data_file(
+                self.con,
+                self.lake.reader_path(w.location),
+                w.location,
+                w.bytes,
+                table.schema(),
+                partition=partition,
+            )
+            for w in written
+        ]
+
+    def _position_deletes(
+        self, pair: iceberg.Pair, table: ExportedTable, out: _TableFiles
+    ) -> list[DataFile]:
+        """One position-delete file naming the rows of the current state that this run's
+        versions and deletes replace; positions already deleted are left out."""
+        live = iceberg.live_files(pair.current)
+        if not live.data:
+            return []
+        key = f'"{table.key_column}"'
+        touched = [f"select {key} as k from read_parquet({_paths(self.lake, out.current)})"]
+        if self.tombstones is not None and not self.tombstones.empty:
+            touched.append(
+                f"select key_value as k from pg.etl.tombstones where table_name = '{table.name}'"
+                f" and {self.tombstones.condition('tombstone_id')}"
+            )
+        if not out.current:
+            touched = touched[1:]
+        if not touched:
+            return []
+        self.con.execute("create or replace temp table touched as " + " union ".join(touched))
+        self.con.execute("create or replace temp table live_paths (reader varchar, path varchar)")
+        self.con.executemany(
+            "insert into live_paths values (?, ?)",
+            [(self.lake.reader_path(f.file_path), f.file_path) for f in live.data],
+        )
+        already = ""
+        if live.deletes:
+            already = (
+                " and (p.path, s.file_row_number) not in (select file_path, pos from"
+                f" read_parquet({_paths(self.lake, live.deletes)}))"
+            )
+        query = (
+            "select p.path as file_path, s.file_row_number as pos from read_parquet("
+            f"{_paths(self.lake, live.data)}, filename = true, file_row_number = true) s"
+            " join live_paths p on p.reader = s.filename"
+            f" where s.{key} in (select k from touched){already} order by 1, 2"
+        )
+        staged = self.lake.staging_path(f"{table.lake_name}_deletes.parquet")
+        location = self._location(pair.current, "deletes.parquet")
+        try:
+            rows = duck.copy_to_parquet(
+                self.con,
+                query,
+                staged,
+                field_ids=f"{{'file_path': {iceberg.FILE_PATH_ID}, 'pos': {iceberg.POS_ID}}}",
+            )
+            if not rows:
+                return []
+            written = self._put(staged, location, rows)
+        finally:
+            staged.unlink(missing_ok=True)
+        out.current.append(written)  # for its checksum
+        return [
+            iceberg.data_file(
+                self.con,
+                self.lake.reader_path(location),
+                location,
+                written.bytes,
+                pair.current.schema(),
+                content=DataFileContent.POSITION_DELETES,
+            )
+        ]
+
+    def commit(
+        self, pair: iceberg.Pair, table: ExportedTable, window: protocol.Window, out: _TableFiles
+    ) -> None:
+        properties = {
+            iceberg.WINDOW: json.dumps(window.to_json(), sort_keys=True),
+            iceberg.BOUND_TIME: self.run.bound_time.isoformat(),
+            iceberg.SOURCE_TABLE: table.name,
+        }
+        if not iceberg.committed(pair.changes, self.run.run_id):
+            iceberg.commit(
+                pair.changes,
+                self.run.run_id,
+                properties,
+                self._described(pair.changes, out.changes, partition=self.partition),
+                checksums=_checksums(out.changes),
+            )
+        if not iceberg.committed(pair.current, self.run.run_id):
+            data = self._described(pair.current, out.current)
+            deletes = self._position_deletes(pair, table, out)
+            iceberg.commit(
+                pair.current,
+                self.run.run_id,
+                properties,
+                data,
+                deletes,
+                checksums=_checksums(out.current),
+            )
+
+
+DELETES_CHUNK = -1  # etl.export_chunks' row for a run's delete rows of a table
+
+
+def _paths(target: lake.Lake, files: list[Any]) -> str:
+    names = [
+        target.reader_path(f.location if isinstance(f, _Written) else f.file_path) for f in files
+    ]
+    return "[" + ", ".join("'" + n.replace("'", "''") + "'" for n in names) + "]"
+
+
+def _checksums(written: list[_Written]) -> dict[str, str]:
+    return {w.location: w.sha256 for w in written}
+
+
+def _evolution(
+    con: duckdb.DuckDBPyConnection, house: iceberg.House, table: ExportedTable
+) -> iceberg.Evolution:
+    columns = {
+        name: iceberg.iceberg_type(kind)
+        for name, kind in duck.source_columns(con, table.duckdb_name("pg")).items()
+    }
+    return iceberg.plan_evolution(table.name, columns, iceberg.lake_schema(house, table.lake_name))
 
 
 def run_export(
@@ -221,82 +566,94 @@ def run_export(
     settle: dt.timedelta = DEFAULT_SETTLE,
     progress: Progress | None = None,
     duck_config: duck.DuckConfig | None = None,
+    catalog: str | None = None,
+    namespace: str | None = None,
 ) -> RunSummary:
-    """One export run to `target` (a folder or s3://bucket/prefix). Raises ExportError with one
-    clear line on anything that stops it; the watermarks then have not moved."""
-    started = time.monotonic()
+    """One export run to `target` (a folder or s3://bucket/prefix) and its Iceberg catalog.
+    Raises ExportError with one clear line on anything that stops it; the watermarks then
+    have not moved, and the lake's tables show no part of the run."""
     progress = progress or Progress()
     settings = db.resolve() if settings is None else settings
     destination = lake.open_lake(target)
+    with lake.storage_errors(destination.uri):
+        return _run(destination, settings, settle, progress, duck_config, catalog, namespace)
+
+
+def _run(
+    destination: lake.Lake,
+    settings: db.Settings,
+    settle: dt.timedelta,
+    progress: Progress,
+    duck_config: duck.DuckConfig | None,
+    catalog: str | None,
+    namespace: str | None,
+) -> RunSummary:
+    started = time.monotonic()
     destination.check()
+    house = iceberg.open_house(destination, catalog, namespace)
     conn = protocol.connect(settings)
     with conn:
         protocol.check_privileges(conn)
         protocol.acquire_lock(conn)
-        tables = {t.name: t for t in load_tables(conn)}
-        run = _start_or_resume(conn, destination, list(tables.values()), settle, progress)
-        _pause_if_asked("after_pending")
-
-        results: list[TableResult] = []
-        entries: dict[str, dict[str, Any]] = {}
-        rows: dict[str, int] = {}
-        with duck.session(settings, duck_config) as con:
-            for name, window in run.windows.items():
-                table = tables.get(name)
-                if table is None:
+        iceberg.claim(house, *protocol.source_identity(conn))
+        tables = {t.name: t for t in load_tables(conn, house.key)}
+        access = destination.s3_access()
+        with duck.session(settings, duck_config, with_httpfs=access is not None) as con:
+            if access is not None:
+                duck.use_s3(con, access)
+            # every table's schema is checked before the run exists or anything is written
+            evolutions = {name: _evolution(con, house, t) for name, t in tables.items()}
+            run = _start_or_resume(conn, house, list(tables.values()), settle, progress)
+            _pause_if_asked("after_pending")
+            for name in run.windows:
+                if name not in tables:
                     raise ExportError(f"run {run.run_id} names {name}, which is no longer exported")
+            pairs = {
+                name: iceberg.ensure_pair(
+                    house, tables[name].lake_name, tables[name].key_column, evolutions[name]
+                )
+                for name in run.windows
+            }
+            export = _Export(conn, con, house, run, settings, progress)
+            results: list[TableResult] = []
+            outputs: dict[str, _TableFiles] = {}
+            for name, window in run.windows.items():
+                table = tables[name]
                 result = TableResult(
                     name, window.load_type, _encode(window.lo), _encode(window.hi), window.deferred
                 )
-                entry: dict[str, Any] = {
-                    "load_type": table.load_type,
-                    "key_column": table.key_column,
-                    "cursor_column": table.cursor_column,
-                    "window": window.to_json(),
-                    "files": [],
-                    "rows": 0,
-                }
-                if not window.empty:
-                    progress.table_started(name, _estimate(conn, table, window))
-                    clock = time.monotonic()
-                    watcher = (
-                        _CopyWatcher(settings, progress, name)
-                        if progress.wants_rows
-                        else contextlib.nullcontext()
-                    )
-                    with watcher:
-                        count, file_entry = _export_table(con, destination, run, table, window)
-                    result.rows, result.seconds = count, time.monotonic() - clock
-                    if file_entry is not None:
-                        entry["files"].append(file_entry)
-                        result.files, result.bytes = 1, int(file_entry["bytes"])
-                    entry["rows"] = count
-                    _pause_if_asked("during_files")
-                rows[name] = result.rows
-                entries[name] = entry
+                progress.table_started(name, _estimate(conn, table, window))
+                clock = time.monotonic()
+                watcher = (
+                    _CopyWatcher(settings, progress, name)
+                    if progress.wants_rows and not window.empty
+                    else contextlib.nullcontext()
+                )
+                with watcher:
+                    out = export.write(pairs[name], table, window)
+                outputs[name] = out
+                result.rows, result.deletes, result.kept_chunks = out.rows, out.deletes, out.kept
+                result.files = len(out.changes) + len(out.current)
+                result.bytes = sum(w.bytes for w in out.changes + out.current)
+                result.seconds = time.monotonic() - clock
                 results.append(result)
-                progress.table_done(result)
-        _pause_if_asked("after_files")
-
-        manifest = {
-            "format": lake.MANIFEST_FORMAT,
-            "run_id": run.run_id,
-            "bound_time": run.bound_time.isoformat(),
-            "started_at": run.started_at.isoformat(),
-            "written_at": dt.datetime.now(dt.UTC).isoformat(),
-            "load_date": run.load_date.isoformat(),
-            "tables": entries,
-        }
-        manifest_key = lake.manifest_key(run.run_id)
-        destination.put_json(manifest_key, manifest)
-        _pause_if_asked("after_manifest")
-        protocol.commit_run(conn, run, rows, destination.reader_path(manifest_key))
+            _pause_if_asked("after_files")
+            for i, (name, window) in enumerate(run.windows.items()):
+                clock = time.monotonic()
+                export.commit(pairs[name], tables[name], window, outputs[name])
+                results[i].seconds += time.monotonic() - clock
+                progress.table_done(results[i])
+                if i == 0:
+                    _pause_if_asked("between_commits")
+        _pause_if_asked("after_commits")
+        protocol.commit_run(conn, run, {r.table: r.rows + r.deletes for r in results})
     return RunSummary(
         run_id=run.run_id,
         target=destination.uri,
+        catalog=house.catalog_name,
+        namespace=house.namespace,
         resumed=run.resumed,
         bound_time=run.bound_time.isoformat(),
-        manifest=destination.reader_path(manifest_key),
         seconds=time.monotonic() - started,
         tables=results,
     )

@@ -1,5 +1,6 @@
-"""`status`: where each table's watermark stands, how far the lake trails PostgreSQL, and what
-holds the next run back (a pending run, an open transaction)."""
+"""`status`: where each table's watermark stands for a target, how far the lake trails
+PostgreSQL, what the table's Iceberg snapshots hold, and what holds the next run back (a
+pending run, an open transaction)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 from psycopg import sql
 
 from animedb import db
-from exporter import protocol
-from exporter.tables import load_tables
+from exporter import iceberg, lake, protocol
+from exporter.tables import load_tables, targets
 
 
 @dataclass
@@ -24,10 +25,13 @@ class TableStatus:
     last_export_at: str | None
     pending_rows: int
     trailing: str
+    lake_rows: int | None = None  # rows of the current-state table, from its snapshot summary
+    lake_run: int | None = None  # the run its current snapshot came from
 
 
 @dataclass
 class Status:
+    target: str | None = None
     tables: list[TableStatus] = field(default_factory=list)
     pending_run: dict[str, Any] | None = None
     held_back_by: dict[str, Any] | None = None
@@ -45,28 +49,59 @@ def _age(delta: dt.timedelta) -> str:
     return f"{seconds // 3600} h"
 
 
-def status(settings: db.Settings | None = None) -> Status:
+def _lake_facts(house: iceberg.House | None) -> dict[str, tuple[int, int | None]]:
+    """Source table -> (rows, run) of its current-state table's current snapshot."""
+    if house is None:
+        return {}
+    facts = {}
+    for pair in iceberg.pairs(house):
+        snapshot = pair.current.current_snapshot()
+        if snapshot is None or snapshot.summary is None:
+            continue
+        summary = snapshot.summary.additional_properties
+        rows = int(summary.get("total-records", 0)) - int(summary.get("total-position-deletes", 0))
+        run = summary.get(iceberg.RUN_ID)
+        facts[pair.source] = (rows, int(run) if run else None)
+    return facts
+
+
+def status(
+    settings: db.Settings | None = None,
+    *,
+    target: str | None = None,
+    catalog: str | None = None,
+    namespace: str | None = None,
+) -> Status:
+    """A target's status; without one, that of the target the last run exported to."""
     settings = db.resolve() if settings is None else settings
+    house = None
+    if target is not None:
+        house = iceberg.open_house(lake.open_lake(target), catalog, namespace)
     conn = protocol.connect(settings, "status")
-    result = Status()
     with conn:
+        known = targets(conn)
+        if house is not None:
+            key = house.key
+        elif known:
+            key = known[-1]
+            uri, _, ns = key.partition("#")
+            house = iceberg.open_house(lake.open_lake(uri), catalog, ns or None)
+        else:
+            key = ""
+        result = Status(target=key or None)
+        facts = _lake_facts(house)
         now_row = conn.execute("select now()").fetchone()
         assert now_row is not None
         now: dt.datetime = now_row[0]
-        for t in load_tables(conn):
+        for t in load_tables(conn, key):
+            lower: int | dt.datetime = t.max_id if t.load_type == "id" else t.max_modified
             if t.load_type == "id":
-                beyond = sql.SQL("{} > {}").format(
-                    sql.Identifier(t.key_column), sql.Literal(t.max_id)
-                )
                 watermark = f"id {t.max_id}"
             else:
-                beyond = sql.SQL("{} >= {}").format(
-                    sql.Identifier(t.cursor_column), sql.Literal(t.max_modified)
-                )
                 watermark = f"{t.max_modified.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
-            row = conn.execute(
-                sql.SQL("select count(*) from {} where {}").format(t.identifier(), beyond)
-            ).fetchone()
+            beyond = protocol.cursor_range(t.cursor_column, t.load_type, lo=lower)
+            query = sql.SQL("select count(*) from {} where ").format(t.identifier())
+            row = conn.execute(query + sql.SQL(beyond)).fetchone()  # type: ignore[arg-type,unused-ignore]
             pending = int(row[0]) if row else 0
             if t.load_type == "modified":
                 trailing = "never exported" if t.last_run_id is None else _age(now - t.max_modified)
@@ -82,6 +117,8 @@ def status(settings: db.Settings | None = None) -> Status:
                     last_export_at=t.last_export_at.isoformat() if t.last_export_at else None,
                     pending_rows=pending,
                     trailing=trailing,
+                    lake_rows=facts.get(t.name, (None, None))[0],
+                    lake_run=facts.get(t.name, (None, None))[1],
                 )
             )
         run = protocol.pending_run(conn)

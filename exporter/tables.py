@@ -1,5 +1,6 @@
-"""The exported tables as etl.watermarks lists them, each checked against PostgreSQL's catalog
-before any SQL names it: a row that does not name a real table and columns is refused."""
+"""The exported tables as etl.exported_tables lists them, with one target's watermarks from
+etl.watermarks, each checked against PostgreSQL's catalog before any SQL names it: a row that
+does not name a real table and columns is refused."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ _KEY_TYPES = {"bigint", "integer", "smallint"}
 
 @dataclass(frozen=True)
 class ExportedTable:
-    """One row of etl.watermarks, validated."""
+    """One row of etl.exported_tables and its watermark for a target, validated."""
 
     name: str  # schema-qualified, as stored: app.anime
     schema: str
@@ -38,8 +39,8 @@ class ExportedTable:
     columns: tuple[str, ...]
 
     @property
-    def folder(self) -> str:
-        """The table's folder in the lake."""
+    def lake_name(self) -> str:
+        """The name of its current-state table in the lake (the change log adds _changes)."""
         return self.relname
 
     def identifier(self) -> sql.Composed:
@@ -54,8 +55,8 @@ def _split(name: str) -> tuple[str, str]:
     schema, _, relname = name.partition(".")
     if not (_NAME.match(schema) and _NAME.match(relname)):
         raise ExportError(
-            f"etl.watermarks lists {name!r}, which is not a schema-qualified lowercase table name: "
-            "fix or delete that row (nothing was exported)"
+            f"etl.exported_tables lists {name!r}, which is not a schema-qualified lowercase "
+            "table name: fix or delete that row (nothing was exported)"
         )
     return schema, relname
 
@@ -81,16 +82,22 @@ def _columns(
 _TYPE_ALIASES = {"int8": "bigint", "int4": "integer", "int2": "smallint"}
 
 
-def load_tables(conn: psycopg.Connection[TupleRow]) -> list[ExportedTable]:
-    """Every row of etl.watermarks, validated; the first bad row stops everything."""
+def load_tables(conn: psycopg.Connection[TupleRow], target: str) -> list[ExportedTable]:
+    """Every exported table with its watermark for `target` (a target without one starts at
+    the beginning: a full load), validated; the first bad row stops everything."""
     try:
         rows = conn.execute(
-            "select table_name, load_type, key_column, cursor_column, max_id, max_modified,"
-            " last_run_id, last_export_at, rows_exported from etl.watermarks order by table_name"
+            "select e.table_name, e.load_type, e.key_column, e.cursor_column,"
+            " coalesce(w.max_id, 0), coalesce(w.max_modified, '1970-01-01 00:00:00+00'),"
+            " w.last_run_id, w.last_export_at, coalesce(w.rows_exported, 0)"
+            " from etl.exported_tables e"
+            " left join etl.watermarks w on w.table_name = e.table_name and w.target = %s"
+            " order by e.table_name",
+            (target,),
         ).fetchall()
     except psycopg.errors.UndefinedTable as exc:
         raise ExportError(
-            "etl.watermarks does not exist: build the database first (animedb dbt build)"
+            "etl.exported_tables does not exist: build the database first (animedb dbt build)"
         ) from exc
     tables = []
     for name, load_type, key, cursor, max_id, max_modified, last_run, last_at, exported in rows:
@@ -98,14 +105,14 @@ def load_tables(conn: psycopg.Connection[TupleRow]) -> list[ExportedTable]:
         columns = _columns(conn, schema, relname)
         if not columns:
             raise ExportError(
-                f"etl.watermarks lists {name}, which is not an existing table: "
+                f"etl.exported_tables lists {name}, which is not an existing table: "
                 "drop that row or create the table (nothing was exported)"
             )
         for role, column in (("key", key), ("cursor", cursor)):
             if column not in columns:
                 raise ExportError(
-                    f"etl.watermarks gives {name} the {role} column {column!r}, which it does not "
-                    "have: fix that row (nothing was exported)"
+                    f"etl.exported_tables gives {name} the {role} column {column!r}, which it "
+                    "does not have: fix that row (nothing was exported)"
                 )
         key_type = _TYPE_ALIASES.get(columns[str(key)][0], columns[str(key)][0])
         if key_type not in _KEY_TYPES:
@@ -136,9 +143,18 @@ def load_tables(conn: psycopg.Connection[TupleRow]) -> list[ExportedTable]:
                 columns=tuple(columns),
             )
         )
-    clashes = [f for f, n in Counter(t.folder for t in tables).items() if n > 1]
+    names = Counter(n for t in tables for n in (t.lake_name, t.lake_name + "_changes"))
+    clashes = [n for n, count in names.items() if count > 1]
     if clashes:
         raise ExportError(
-            f"two exported tables share the lake folder {clashes[0]!r}: rename one of them"
+            f"two exported tables would share the lake table {clashes[0]!r}: rename one of them"
         )
     return tables
+
+
+def targets(conn: psycopg.Connection[TupleRow]) -> list[str]:
+    """Every target some run has exported to, in the order they were first used."""
+    rows = conn.execute(
+        "select target from etl.export_runs group by target order by min(run_id)"
+    ).fetchall()
+    return [str(r[0]) for r in rows]

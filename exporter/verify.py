@@ -1,22 +1,23 @@
-"""`verify`: rebuild the latest state of every table from the lake (the latest version of each key
-in files that committed manifests list, minus tombstones) and compare it with PostgreSQL, row by
-row, through a hash of every column.
+"""`verify`: compare PostgreSQL with the lake, row by row through a hash of every column, twice
+per table: with its current-state Iceberg table, and with the latest state rebuilt from its
+change log. Every data and delete file the tables reference is checked first: there, of the
+size, row count and SHA-256 the table and the run recorded; a file or metadata that is not
+names itself in one line.
 
-The comparison is made as of the watermarks, so it is exact while the database keeps changing:
-rows changed or deleted since the last export (cursor past the watermark, or a tombstone not yet
-exported, both read after the rows themselves) are counted as pending, not compared.
+The comparison is made as of the target's watermarks, so it is exact while the database keeps
+changing: rows changed or deleted since the last export (cursor past the watermark, or a
+tombstone not yet exported, both read after the rows themselves) are counted as pending.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import duckdb
 
 from animedb import db
-from exporter import duck, lake, protocol
+from exporter import duck, iceberg, lake, protocol
 from exporter.errors import ExportError
 from exporter.protocol import APPLICATION
 from exporter.tables import ExportedTable, load_tables
@@ -28,27 +29,23 @@ TOMBSTONES = "etl.tombstones"
 class TableCheck:
     table: str
     compared: int = 0  # PostgreSQL rows inside the watermark
-    lake_rows: int = 0  # keys alive in the lake
+    lake_rows: int = 0  # rows of the current-state table
     pending: int = 0  # keys changed or deleted since the last export
-    missing: int = 0  # in PostgreSQL, not in the lake
-    extra: int = 0  # in the lake, not in PostgreSQL
+    missing: int = 0  # in PostgreSQL, not in the current state
+    extra: int = 0  # in the current state, not in PostgreSQL
     changed: int = 0  # in both, different values
-    duplicates: int = 0  # one row version in two files
+    duplicates: int = 0  # a key twice in the current state, or a version twice in the log
+    log_differs: int = 0  # keys where the state rebuilt from the change log differs
+    files: int = 0  # data and delete files checked
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.extra or self.changed or self.duplicates)
+        return not (
+            self.missing or self.extra or self.changed or self.duplicates or self.log_differs
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
-
-
-def _files(manifests: list[dict[str, Any]], table: str) -> list[tuple[int, str]]:
-    found = []
-    for manifest in manifests:
-        for item in manifest["tables"].get(table, {}).get("files", []):
-            found.append((int(manifest["run_id"]), str(item["path"])))
-    return found
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, query: str) -> int:
@@ -56,51 +53,117 @@ def _scalar(con: duckdb.DuckDBPyConnection, query: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def _lake_versions(
-    con: duckdb.DuckDBPyConnection,
-    target: lake.Lake,
-    table: ExportedTable,
-    files: list[tuple[int, str]],
+def check_files(con: duckdb.DuckDBPyConnection, target: lake.Lake, table: Any) -> int:
+    """Every file the table's current snapshot references: present, of the recorded size and
+    row count and, where the exporter recorded one, SHA-256. Raises naming the first bad one."""
+    files = iceberg.live_files(table)
+    recorded = iceberg.checksums(table)
+    name = ".".join(table.name())
+    for f in files.data + files.deletes:
+        where = target.reader_path(f.file_path)
+        kind = "data" if f in files.data else "delete"
+        digest = recorded.get(f.file_path)
+        if not target.has_file(f.file_path, int(f.file_size_in_bytes), digest or ""):
+            size = target.size_of(f.file_path)
+            if size is None:
+                raise ExportError(f"{kind} file {where} of table {name} is missing")
+            if size != f.file_size_in_bytes:
+                raise ExportError(
+                    f"{kind} file {where} of table {name} has {size} bytes, not the "
+                    f"{f.file_size_in_bytes} its metadata records: it was changed after the export"
+                )
+            if digest:
+                raise ExportError(
+                    f"{kind} file {where} of table {name} does not have the SHA-256 its run "
+                    "recorded: it was changed after the export"
+                )
+        try:
+            rows = _scalar(
+                con,
+                "select sum(num_rows) from parquet_file_metadata("
+                + "'"
+                + where.replace("'", "''")
+                + "')",
+            )
+        except duckdb.Error as exc:
+            raise ExportError(f"{kind} file {where} of table {name} is not Parquet: {exc}") from exc
+        if rows != f.record_count:
+            raise ExportError(
+                f"{kind} file {where} of table {name} has {rows} rows, not the "
+                f"{f.record_count} its metadata records"
+            )
+    return len(files.data) + len(files.deletes)
+
+
+def _paths(target: lake.Lake, paths: list[str]) -> str:
+    return (
+        "[" + ", ".join("'" + target.reader_path(p).replace("'", "''") + "'" for p in paths) + "]"
+    )
+
+
+def current_rows(
+    con: duckdb.DuckDBPyConnection, target: lake.Lake, table: Any, select: str, name: str
 ) -> None:
-    """lake_versions(k, c, h, run): every row version of the table in the lake."""
-    row_hash = ", ".join(f'cast("{c}" as varchar)' for c in table.columns)
-    if not files:
-        cursor_type = "bigint" if table.load_type == "id" else "timestamptz"
+    """Temp table `name` with `select` over the rows of the table's current snapshot: its data
+    files less the positions its delete files name (what any Iceberg reader returns)."""
+    files = iceberg.live_files(table)
+    if not files.data:
+        columns, _ = iceberg.select_list(table.schema(), {})
         con.execute(
-            "create or replace temp table lake_versions"
-            f" (k bigint, c {cursor_type}, h ubigint, run bigint)"
+            f"create or replace temp table {name} as select {select}"
+            f" from (select {columns}) s where false"
         )
         return
-    parts = []
-    for run_id, key in files:
-        path = target.reader_path(key).replace("'", "''")
-        parts.append(
-            f"""select "{table.key_column}"::bigint as k, "{table.cursor_column}" as c,
-                       hash({row_hash}) as h, {run_id}::bigint as run
-                from read_parquet('{path}')"""
+    con.execute("create or replace temp table file_names (reader varchar, path varchar)")
+    con.executemany(
+        "insert into file_names values (?, ?)",
+        [(target.reader_path(f.file_path), f.file_path) for f in files.data],
+    )
+    deleted = ""
+    if files.deletes:
+        deleted = (
+            " where (n.path, s.file_row_number) not in (select file_path, pos from"
+            f" read_parquet({_paths(target, [f.file_path for f in files.deletes])}))"
         )
-    con.execute("create or replace temp table lake_versions as " + " union all ".join(parts))
+    con.execute(
+        f"create or replace temp table {name} as select {select} from read_parquet("
+        f"{_paths(target, [f.file_path for f in files.data])}, filename = true,"
+        " file_row_number = true, union_by_name = true) s"
+        f" join file_names n on n.reader = s.filename{deleted}"
+    )
+
+
+def latest_from_log(source: str, key: str, cursor: str) -> str:
+    """The one statement of the latest state: from a relation of row versions and deletes
+    (the change log's columns), the newest version of each key, by run and then by cursor,
+    and no key that was ever deleted (keys are never reused)."""
+    return (
+        f"select * from {source} where not {iceberg.DELETED_COLUMN}"
+        f' and "{key}" not in (select "{key}" from {source} where {iceberg.DELETED_COLUMN})'
+        f' qualify row_number() over (partition by "{key}" order by'
+        f' {iceberg.RUN_COLUMN} desc, "{cursor}" desc) = 1'
+    )
 
 
 def _check_table(
     con: duckdb.DuckDBPyConnection,
     target: lake.Lake,
     table: ExportedTable,
-    manifests: list[dict[str, Any]],
+    pair: iceberg.Pair | None,
     tombstone_watermark: int,
 ) -> TableCheck:
     check = TableCheck(table.name)
-    key, cursor = f'"{table.key_column}"', f'"{table.cursor_column}"'
-    row_hash = ", ".join(f'cast("{c}" as varchar)' for c in table.columns)
+    key = f'"{table.key_column}"'
+    row_hash = "hash(" + ", ".join(f'cast("{c}" as varchar)' for c in table.columns) + ")"
     if table.load_type == "id":
-        inside, beyond = f"{key} <= {table.max_id}", f"{key} > {table.max_id}"
+        inside = protocol.cursor_range(table.cursor_column, "id", hi=table.max_id)
+        beyond = protocol.cursor_range(table.cursor_column, "id", lo=table.max_id)
     else:
-        mark = table.max_modified.astimezone(dt.UTC).isoformat(sep=" ")
-        inside, beyond = f"{cursor} < TIMESTAMPTZ '{mark}'", f"{cursor} >= TIMESTAMPTZ '{mark}'"
+        inside = protocol.cursor_range(table.cursor_column, "modified", hi=table.max_modified)
+        beyond = protocol.cursor_range(table.cursor_column, "modified", lo=table.max_modified)
     source = table.duckdb_name("pg")
-
     con.execute(
-        f"create or replace temp table pg_rows as select {key}::bigint as k, hash({row_hash}) as h"
+        f"create or replace temp table pg_rows as select {key}::bigint as k, {row_hash} as h"
         f" from {source} where {inside}"
     )
     # read after the rows: what changed meanwhile shows up here and is left out of the comparison
@@ -110,51 +173,79 @@ def _check_table(
         f" union select key_value from pg.etl.tombstones where table_name = '{table.name}'"
         f" and tombstone_id > {tombstone_watermark}"
     )
-    _lake_versions(con, target, table, _files(manifests, table.name))
-    con.execute(
-        "create or replace temp table lake_rows as"
-        " select k, h from lake_versions"
-        " qualify row_number() over (partition by k order by c desc, run desc) = 1"
+    if pair is None:
+        con.execute("create or replace temp table lake_rows (k bigint, h ubigint)")
+        con.execute("create or replace temp table log_rows (k bigint, h ubigint)")
+    else:
+        check.files = check_files(con, target, pair.current) + check_files(
+            con, target, pair.changes
+        )
+        current_rows(con, target, pair.current, f"{key}::bigint as k, {row_hash} as h", "lake_rows")
+        current_rows(con, target, pair.changes, "*", "log_versions")
+        con.execute(
+            "create or replace temp table log_rows as select"
+            f" {key}::bigint as k, {row_hash} as h from"
+            f" ({latest_from_log('log_versions', table.key_column, table.cursor_column)})"
+        )
+        check.duplicates = _scalar(
+            con,
+            f"select count(*) from (select {key}, {iceberg.RUN_COLUMN}, {iceberg.DELETED_COLUMN}"
+            " from log_versions group by all having count(*) > 1)",
+        )
+    check.duplicates += _scalar(
+        con, "select count(*) from (select k from lake_rows group by k having count(*) > 1)"
     )
-    con.execute(
-        "delete from lake_rows where k in"
-        f" (select key_value from lake_tombstones where table_name = '{table.name}')"
-    )
-    check.duplicates = _scalar(
-        con,
-        "select count(*) from (select k, c from lake_versions group by k, c having count(*) > 1)",
-    )
-    check.compared = _scalar(
-        con, "select count(*) from pg_rows where k not in (select k from pending)"
-    )
+    settled = "not in (select k from pending)"
+    check.compared = _scalar(con, f"select count(*) from pg_rows where k {settled}")
     check.lake_rows = _scalar(con, "select count(*) from lake_rows")
     check.pending = _scalar(con, "select count(*) from pending")
     check.missing = _scalar(
         con,
-        "select count(*) from pg_rows p where p.k not in (select k from pending)"
+        f"select count(*) from pg_rows p where p.k {settled}"
         " and not exists (select 1 from lake_rows l where l.k = p.k)",
     )
     check.extra = _scalar(
         con,
-        "select count(*) from lake_rows l where l.k not in (select k from pending)"
+        f"select count(*) from lake_rows l where l.k {settled}"
         " and not exists (select 1 from pg_rows p where p.k = l.k)",
     )
     check.changed = _scalar(
         con,
-        "select count(*) from pg_rows p join lake_rows l on l.k = p.k"
-        " where p.k not in (select k from pending) and p.h <> l.h",
+        f"select count(*) from pg_rows p join lake_rows l on l.k = p.k where p.k {settled}"
+        " and p.h <> l.h",
+    )
+    check.log_differs = _scalar(
+        con,
+        "select count(*) from (select k, h from pg_rows where k "
+        f"{settled} except select k, h from log_rows where k {settled}) union all "
+        f"select count(*) from (select k, h from log_rows where k {settled}"
+        f" except select k, h from pg_rows where k {settled})",
     )
     return check
 
 
-def verify(target: str, settings: db.Settings | None = None) -> list[TableCheck]:
+def verify(
+    target: str,
+    settings: db.Settings | None = None,
+    *,
+    catalog: str | None = None,
+    namespace: str | None = None,
+) -> list[TableCheck]:
     """Compare the lake at `target` with PostgreSQL; one TableCheck per exported table."""
     settings = db.resolve() if settings is None else settings
     destination = lake.open_lake(target)
-    manifests = lake.committed_manifests(destination)
+    with lake.storage_errors(destination.uri):
+        return _verify(destination, settings, catalog, namespace)
+
+
+def _verify(
+    destination: lake.Lake, settings: db.Settings, catalog: str | None, namespace: str | None
+) -> list[TableCheck]:
+    house = iceberg.open_house(destination, catalog, namespace)
+    pairs = {p.source: p for p in iceberg.pairs(house)}
     conn = protocol.connect(settings, "verify")
     with conn:
-        tables = load_tables(conn)
+        tables = load_tables(conn, house.key)
     by_name = {t.name: t for t in tables}
     tombstone_watermark = by_name[TOMBSTONES].max_id if TOMBSTONES in by_name else 0
 
@@ -164,21 +255,12 @@ def verify(target: str, settings: db.Settings | None = None) -> list[TableCheck]
     ) as con:
         if access is not None:
             duck.use_s3(con, access)
-        tombstone_files = _files(manifests, TOMBSTONES)
-        if tombstone_files:
-            paths = ", ".join(
-                "'" + destination.reader_path(k).replace("'", "''") + "'"
-                for _, k in tombstone_files
-            )
-            con.execute(
-                "create temp table lake_tombstones as"
-                f" select table_name, key_value from read_parquet([{paths}])"
-            )
-        else:
-            con.execute("create temp table lake_tombstones (table_name varchar, key_value bigint)")
         try:
             return [
-                _check_table(con, destination, t, manifests, tombstone_watermark) for t in tables
+                _check_table(con, destination, t, pairs.get(t.name), tombstone_watermark)
+                for t in tables
             ]
         except duckdb.Error as exc:
-            raise ExportError(f"verify could not read the lake or the database: {exc}") from exc
+            raise ExportError(
+                f"verify could not read the lake or the database: {duck.first_line(exc)}"
+            ) from exc

@@ -69,11 +69,13 @@ def s3_server() -> Iterator[s3_harness.S3Endpoint]:
 @pytest.fixture
 def s3(s3_server: s3_harness.S3Endpoint, monkeypatch: pytest.MonkeyPatch) -> s3_harness.S3Endpoint:
     """The S3 endpoint with a fresh bucket `lake-<n>` and the AWS variables of this process set."""
+    number = next(_database_numbers)
+    bucket = f"lake-{number}"
+    s3_server.namespace = f"lake_{number}"
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    bucket = f"lake-{next(_database_numbers)}"
     s3_server.create_bucket(bucket)
     if not s3_server.proxy.running:
         s3_server.proxy.start()

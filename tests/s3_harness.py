@@ -93,6 +93,8 @@ class S3Endpoint:
     secret: str = ""
     region: str = "us-east-1"
     buckets: list[str] = field(default_factory=list)
+    # the Glue catalog of the server is shared by the session: each test gets its namespace
+    namespace: str = ""
 
     @property
     def url(self) -> str:
@@ -107,6 +109,8 @@ class S3Endpoint:
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
         }
+        if self.namespace:
+            values["ANIMEDB_NAMESPACE"] = self.namespace
         values.update(overrides)
         return values
 

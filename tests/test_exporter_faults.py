@@ -148,7 +148,7 @@ def test_hostile_or_wrong_table_name_in_the_metadata(
 ) -> None:
     with pg.connect(app_db, autocommit=True) as conn:
         conn.execute(
-            "insert into etl.watermarks (table_name, load_type, key_column, cursor_column)"
+            "insert into etl.exported_tables (table_name, load_type, key_column, cursor_column)"
             " values (%s, 'id', 'user_id', 'user_id')",
             (name,),
         )

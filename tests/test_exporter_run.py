@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from exporter import lake, run_export
+from exporter import iceberg, lake, run_export
 from exporter.errors import ExportError
 from tests import exporter_helpers as h
 from tests.pg_harness import REPO, Server
@@ -77,31 +77,56 @@ def test_full_then_incremental_is_exact(
         watermarks: dict[str, int] = dict(
             conn.execute("select table_name, last_run_id from etl.watermarks").fetchall()
         )
+        assert len(watermarks) == len(first.tables)
         assert set(watermarks.values()) == {third.run_id}  # zero rows still advance to the bound
 
 
-def test_lake_layout_and_manifest(pg: Server, app_db: str, tmp_path: Path) -> None:
+def current_files(target: str, name: str) -> list[str]:
+    """Data files of a current-state lake table, from its Iceberg metadata."""
+    house = iceberg.open_house(lake.open_lake(target))
+    table = house.catalog.load_table(house.identifier(name))
+    return [f.file_path for f in iceberg.live_files(table).data]
+
+
+def test_lake_layout_and_snapshots(pg: Server, app_db: str, tmp_path: Path) -> None:
     with pg.connect(app_db, autocommit=True) as conn:
         h.add_users(conn, 4)
     summary = run_export(str(tmp_path), pg.settings(app_db), settle=NO_SETTLE)
-    name = lake.run_name(summary.run_id)
-    manifest = json.loads((tmp_path / "_manifests" / f"{name}.json").read_text())
-    users = manifest["tables"]["app.users"]
-    [entry] = users["files"]
-    assert re.fullmatch(rf"users/load_date=\d{{4}}-\d{{2}}-\d{{2}}/{name}\.parquet", entry["path"])
-    path = tmp_path / entry["path"]
-    assert entry["rows"] == 4 and entry["bytes"] == path.stat().st_size
-    assert entry["sha256"] == lake.sha256_of(path)
-    assert users["load_type"] == "modified" and users["window"]["lo"].startswith("1970-01-01")
-    assert "app.ratings" in manifest["tables"] and manifest["tables"]["app.ratings"]["files"] == []
-    # zstd-compressed Parquet, readable by any engine; nothing else left in the folders
-    meta = (
-        duckdb.connect()
-        .execute(f"select distinct compression from parquet_metadata('{path}')")
-        .fetchall()
+    house = iceberg.open_house(lake.open_lake(str(tmp_path)))
+    assert (tmp_path / iceberg.LOCAL_CATALOG_FILE).is_file()  # the serverless local catalog
+    users = house.catalog.load_table("animedb.users")
+    changes = house.catalog.load_table("animedb.users_changes")
+    assert users.format_version == 2 and changes.format_version == 2
+    [path] = [f.file_path for f in iceberg.live_files(users).data]
+    assert re.fullmatch(
+        rf"{re.escape(users.location())}/data/run-{summary.run_id:012d}/chunk-00000\.parquet", path
     )
+    snapshot = users.current_snapshot()
+    assert snapshot is not None and snapshot.summary is not None
+    props = snapshot.summary.additional_properties
+    assert props[iceberg.RUN_ID] == str(summary.run_id)
+    assert json.loads(props[iceberg.WINDOW])["lo"].startswith("1970-01-01")
+    assert json.loads(props[iceberg.FILES]) == {path: lake.sha256_of(Path(path))}
+    assert props["added-records"] == "4"
+    assert users.metadata.refs[iceberg.tag(summary.run_id)].snapshot_id == snapshot.snapshot_id
+    # the change log: source columns and its own, partitioned by export day
+    names = [f.name for f in changes.schema().fields]
+    assert names[-3:] == ["_run_id", "_deleted", "_exported_at"]
+    assert [f.name for f in changes.spec().fields] == ["export_day"]
+    # a table with nothing to export still gets the run's tag
+    ratings = house.catalog.load_table("animedb.ratings")
+    assert iceberg.tag(summary.run_id) in ratings.metadata.refs
+    # zstd-compressed Parquet with Iceberg field ids; nothing half-written left in the folders
+    con = duckdb.connect()
+    meta = con.execute(f"select distinct compression from parquet_metadata('{path}')").fetchall()
     assert meta == [("ZSTD",)]
-    assert not list(tmp_path.rglob(".*.tmp"))
+    ids = dict(
+        con.execute(
+            f"select name, field_id from parquet_schema('{path}') where field_id is not null"
+        ).fetchall()
+    )
+    assert ids == {f.name: f.field_id for f in users.schema().fields}
+    assert not [p for p in tmp_path.rglob(".*") if p.name != ".write-check"]
 
 
 def test_types_keep_their_meaning(pg: Server, app_db: str, tmp_path: Path) -> None:
@@ -117,11 +142,11 @@ def test_types_keep_their_meaning(pg: Server, app_db: str, tmp_path: Path) -> No
         )
         conn.execute("grant select on app.type_probe to animedb_exporter")
         conn.execute(
-            "insert into etl.watermarks (table_name, load_type, key_column, cursor_column)"
+            "insert into etl.exported_tables (table_name, load_type, key_column, cursor_column)"
             " values ('app.type_probe', 'id', 'probe_id', 'probe_id')"
         )
     run_export(str(tmp_path), pg.settings(app_db), settle=NO_SETTLE)
-    [path] = list((tmp_path / "type_probe").rglob("*.parquet"))
+    [path] = current_files(str(tmp_path), "type_probe")
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
     types = dict(
@@ -131,7 +156,8 @@ def test_types_keep_their_meaning(pg: Server, app_db: str, tmp_path: Path) -> No
     )
     assert types["amount"] == "DECIMAL(12,4)"
     assert types["at"] == "TIMESTAMP WITH TIME ZONE"
-    assert types["day"] == "DATE" and types["flag"] == "BOOLEAN" and types["small"] == "SMALLINT"
+    # Iceberg has no 16-bit integer: smallint is stored as int
+    assert types["day"] == "DATE" and types["flag"] == "BOOLEAN" and types["small"] == "INTEGER"
     assert types["mood"] == "VARCHAR" and types["label"] == "VARCHAR"
     assert types["doc"] in ("VARCHAR", "JSON")
     row = con.execute(

@@ -113,11 +113,13 @@ def test_exporter_handler_writes_the_lake(pg: Server, function: Function, s3: S3
     result = export.handler({}, None)
     bucket, prefix = function.target.removeprefix("s3://").split("/", 1)
     keys = s3.keys(bucket, prefix + "/")
-    assert f"{prefix}/_manifests/{result['run_id']:012d}.json" in keys
-    users = [k for k in keys if k.startswith(f"{prefix}/users/load_date=")]
-    assert users and users[0].endswith(".parquet")
+    # Iceberg tables in the Glue catalog, their files under the target
+    run_folder = f"data/run-{result['run_id']:012d}/"
+    users = [k for k in keys if "/users/" in k and run_folder in k]
+    assert users and all(k.endswith(".parquet") for k in users)
+    assert any("/users/metadata/" in k and k.endswith(".metadata.json") for k in keys)
     assert sum(t["rows"] for t in result["tables"] if t["table"] == "app.users") >= 5
-    assert result["manifest"].startswith(f"s3://{bucket}/")
+    assert result["namespace"] == s3.namespace and result["target"] == function.target
     # a second run finds nothing new and says so
     again = export.handler(None, None)
     assert again["run_id"] > result["run_id"]
