@@ -281,23 +281,34 @@ class _Export:
     def _ranges(
         self, table: ExportedTable, window: protocol.Window, rows_per_chunk: int
     ) -> list[tuple[int | None, int | None]]:
-        """Key ranges of about rows_per_chunk rows each (one open range for a small window)."""
+        """Key ranges of rows_per_chunk rows each, cut at the window's real keys (ids with gaps
+        still give bounded files); one open range for a window that fits one chunk."""
         from psycopg import sql
 
+        condition = sql.SQL(window.condition(table.cursor_column))  # type: ignore[arg-type,unused-ignore]
+        key = sql.Identifier(table.key_column)
+        starts = [
+            int(r[0])
+            for r in self.conn.execute(
+                sql.SQL(
+                    "select k from (select {k} as k, row_number() over (order by {k}) as n"
+                    " from {t} where "
+                ).format(k=key, t=table.identifier())
+                + condition
+                + sql.SQL(") as keys where mod(n - 1, {}) = 0 order by k").format(
+                    sql.Literal(rows_per_chunk)
+                )
+            ).fetchall()
+        ]
+        if len(starts) <= 1:
+            return [(None, None)] if starts else []
+        ends = [s - 1 for s in starts[1:]]
         row = self.conn.execute(
-            sql.SQL("select count(*), min({k}), max({k}) from {t} where ").format(
-                k=sql.Identifier(table.key_column), t=table.identifier()
-            )
-            + sql.SQL(window.condition(table.cursor_column))  # type: ignore[arg-type,unused-ignore]
+            sql.SQL("select max({k}) from {t} where ").format(k=key, t=table.identifier())
+            + condition
         ).fetchone()
-        count, lo, hi = (int(row[0]), row[1], row[2]) if row else (0, None, None)
-        if count == 0 or lo is None or hi is None:
-            return []
-        if count <= rows_per_chunk:
-            return [(None, None)]
-        n = -(-count // rows_per_chunk)
-        step = -(-(int(hi) - int(lo) + 1) // n)
-        return [(int(lo) + i * step, min(int(lo) + (i + 1) * step - 1, int(hi))) for i in range(n)]
+        ends.append(int(row[0]) if row and row[0] is not None else starts[-1])
+        return list(zip(starts, ends, strict=True))
 
     def _write_chunk(
         self,
