@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from animedb import db
 from animedb import dbt as dbt_runner
 from exporter import ExportError, RunSummary, run_export
+from exporter.cli import console as exporter_console
 from exporter.cli import summary_table, verify_table
 from exporter.report import write_report
 from exporter.verify import verify
@@ -37,7 +37,7 @@ DEMO_ACTIVITY = TickConfig(
     new_users=40, active_users=60, profile_edits=10, wishlist_adds=300, progressions=150,
     ratings=120, rerates=20, removals=10,
 )  # fmt: skip
-console = Console()
+console = exporter_console()
 
 
 class DemoFailed(click.ClickException):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 from animedb import db
 from exporter import iceberg, lake, protocol
@@ -32,8 +33,17 @@ from exporter.status import status as read_status
 from exporter.verify import TableCheck
 from exporter.verify import verify as run_verify
 
-err = Console(stderr=True)
-out = Console()
+LOG_WIDTH = 200  # a log or a pipe has no width: wide enough that no table is cut
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A terminal's own width; a pipe or a log gets LOG_WIDTH, so tables stay whole there."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else LOG_WIDTH)
+
+
+err = console(stderr=True)
+out = console()
 
 
 class _Bars(RunProgress):
@@ -154,7 +164,7 @@ def summary_table(summary: RunSummary, title: str | None = None) -> Table:
     """A run's final table: what each table shipped, and the totals."""
     resumed = " (resumed)" if summary.resumed else ""
     table = Table(
-        "table",
+        _name_column(t.table for t in summary.tables),
         "window",
         "rows",
         "deletes",
@@ -187,6 +197,12 @@ def summary_table(summary: RunSummary, title: str | None = None) -> Table:
     return table
 
 
+def _name_column(names: Iterable[str], header: str = "table") -> Column:
+    """A first column that is never cut or wrapped: table names must stay whole in a log."""
+    width = max([len(header), *(len(n) for n in names)])
+    return Column(header, no_wrap=True, min_width=width)
+
+
 def _short(value: str) -> str:
     if "T" in value:
         return value.split("T", 1)[1][:12] if not value.startswith("1970") else "start"
@@ -214,7 +230,15 @@ def status(target: str | None, catalog: str | None, namespace: str | None, as_js
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
-    table = Table("table", "load", "watermark", "exported", "last run", "pending rows", "trails by")
+    table = Table(
+        _name_column(t.table for t in result.tables),
+        "load",
+        "watermark",
+        "exported",
+        "last run",
+        "pending rows",
+        "trails by",
+    )
     for t in result.tables:
         table.add_row(
             t.table,
@@ -343,7 +367,7 @@ def report(target: str, catalog: str | None, namespace: str | None, output: Path
 def verify_table(checks: list[TableCheck], title: str) -> Table:
     """verify's result: one row per table, and whether it matches."""
     table = Table(
-        "table",
+        _name_column(c.table for c in checks),
         "compared",
         "in lake",
         "pending",
