@@ -180,6 +180,7 @@ def copy_to_parquet(
     *,
     parallel_scan: bool = False,
     field_ids: str | None = None,
+    options: str = "",
 ) -> int:
     """Write the rows of `query` to a zstd Parquet file; the number of rows written.
     parallel_scan: read the table in ctid ranges over several connections (fast for a whole
@@ -187,6 +188,7 @@ def copy_to_parquet(
     field_ids: DuckDB's FIELD_IDS struct, so that Iceberg readers find columns by id."""
     con.execute(f"SET pg_use_ctid_scan = {'true' if parallel_scan else 'false'}")
     ids = f", FIELD_IDS {field_ids}" if field_ids else ""
+    ids += f", {options}" if options else ""
     try:
         result = con.execute(
             f"COPY ({query}) TO {_quote(str(destination))} (FORMAT parquet, COMPRESSION zstd{ids})"

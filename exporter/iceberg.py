@@ -87,6 +87,7 @@ RUN_ID = "animedb.run-id"
 WINDOW = "animedb.window"
 BOUND_TIME = "animedb.bound-time"
 FILES = "animedb.files"  # {file name: sha256} of the files the snapshot added
+COMPACTED_BY = "animedb.compacted-by-run"  # a snapshot that only rewrote the current state
 SOURCE_TABLE = "animedb.source-table"
 KEY_COLUMN = "animedb.key-column"
 ROLE = "animedb.role"  # current or changes
@@ -689,3 +690,93 @@ def remove_run_files(house: House, run_id: int) -> int:
                 house.lake.delete(location)
                 removed += 1
     return removed
+
+
+def _paths(target: Lake, paths: list[str]) -> str:
+    quoted = ("'" + target.reader_path(p).replace("'", "''") + "'" for p in paths)
+    return "[" + ", ".join(quoted) + "]"
+
+
+def current_rows(
+    con: duckdb.DuckDBPyConnection, target: Lake, table: Table, select: str, name: str
+) -> None:
+    """Temp table `name` with `select` over the rows of the table's current snapshot: its data
+    files less the positions its delete files name (what any Iceberg reader returns)."""
+    con.execute(f"create or replace temp view {name}_source as {live_rows_sql(con, target, table)}")
+    con.execute(f"create or replace temp table {name} as select {select} from {name}_source")
+
+
+def live_rows_sql(con: duckdb.DuckDBPyConnection, target: Lake, table: Table) -> str:
+    """A query of the rows of the table's current snapshot (data files less deleted positions),
+    streamed by DuckDB; it needs the temp table file_names it fills."""
+    files = live_files(table)
+    if not files.data:
+        columns, _ = select_list(table.schema(), {})
+        return f"select * from (select {columns}) s where false"
+    con.execute("create or replace temp table file_names (reader varchar, path varchar)")
+    con.executemany(
+        "insert into file_names values (?, ?)",
+        [(target.reader_path(f.file_path), f.file_path) for f in files.data],
+    )
+    deleted = ""
+    if files.deletes:
+        deleted = (
+            " where (n.path, s.file_row_number) not in (select file_path, pos from"
+            f" read_parquet({_paths(target, [f.file_path for f in files.deletes])}))"
+        )
+    columns = ", ".join(f's."{f.name}"' for f in table.schema().fields)
+    return (
+        f"select {columns} from read_parquet("
+        f"{_paths(target, [f.file_path for f in files.data])}, filename = true,"
+        " file_row_number = true, union_by_name = true) s"
+        f" join file_names n on n.reader = s.filename{deleted}"
+    )
+
+
+# --- compaction -----------------------------------------------------------------------------
+
+COMPACT_DELETED_SHARE = 0.3  # rewrite once this share of the stored rows is deleted
+COMPACT_FILES = 200  # or once the snapshot has this many data and delete files
+
+
+def needs_compaction(table: Table) -> bool:
+    """Whether readers of the current state now do too much work for what it holds."""
+    snapshot = table.current_snapshot()
+    if snapshot is None or snapshot.summary is None:
+        return False
+    summary = snapshot.summary.additional_properties
+    records = int(summary.get("total-records", 0))
+    deleted = int(summary.get("total-position-deletes", 0))
+    files = int(summary.get("total-data-files", 0)) + int(summary.get("total-delete-files", 0))
+    return records > 0 and (deleted / records >= COMPACT_DELETED_SHARE or files >= COMPACT_FILES)
+
+
+class _Replace(_RunSnapshot):
+    """A snapshot of new files only: every file of the previous one leaves it (compaction)."""
+
+    def __init__(self, *args: Any, removed: Iterable[DataFile] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for f in removed:
+            self.delete_data_file(f)  # counted out of the summary's totals
+
+    def _existing_manifests(self) -> list[ManifestFile]:
+        return []
+
+
+def replace_files(
+    table: Table, properties: dict[str, str], data_files: list[DataFile], removed: LiveFiles
+) -> Table:
+    """Commit the table's rows rewritten as `data_files`, without its delete files; older
+    snapshots (and the run tags on them) keep their files for time travel."""
+    with table.transaction() as tx:
+        producer = _Replace(
+            Operation.OVERWRITE,
+            tx,
+            table.io,
+            snapshot_properties=properties,
+            removed=[*removed.data, *removed.deletes],
+        )
+        for f in data_files:
+            producer.append_data_file(f)
+        producer.commit()
+    return table

@@ -107,7 +107,7 @@ def _rows_of(
 ) -> None:
     """verify's reader of a table's current rows, its failures in one line naming the file."""
     try:
-        verify.current_rows(con, target, table, select, name)
+        iceberg.current_rows(con, target, table, select, name)
     except ExportError:
         raise
     except duckdb.Error as exc:

@@ -95,44 +95,6 @@ def check_files(con: duckdb.DuckDBPyConnection, target: lake.Lake, table: Any) -
     return len(files.data) + len(files.deletes)
 
 
-def _paths(target: lake.Lake, paths: list[str]) -> str:
-    return (
-        "[" + ", ".join("'" + target.reader_path(p).replace("'", "''") + "'" for p in paths) + "]"
-    )
-
-
-def current_rows(
-    con: duckdb.DuckDBPyConnection, target: lake.Lake, table: Any, select: str, name: str
-) -> None:
-    """Temp table `name` with `select` over the rows of the table's current snapshot: its data
-    files less the positions its delete files name (what any Iceberg reader returns)."""
-    files = iceberg.live_files(table)
-    if not files.data:
-        columns, _ = iceberg.select_list(table.schema(), {})
-        con.execute(
-            f"create or replace temp table {name} as select {select}"
-            f" from (select {columns}) s where false"
-        )
-        return
-    con.execute("create or replace temp table file_names (reader varchar, path varchar)")
-    con.executemany(
-        "insert into file_names values (?, ?)",
-        [(target.reader_path(f.file_path), f.file_path) for f in files.data],
-    )
-    deleted = ""
-    if files.deletes:
-        deleted = (
-            " where (n.path, s.file_row_number) not in (select file_path, pos from"
-            f" read_parquet({_paths(target, [f.file_path for f in files.deletes])}))"
-        )
-    con.execute(
-        f"create or replace temp table {name} as select {select} from read_parquet("
-        f"{_paths(target, [f.file_path for f in files.data])}, filename = true,"
-        " file_row_number = true, union_by_name = true) s"
-        f" join file_names n on n.reader = s.filename{deleted}"
-    )
-
-
 def latest_from_log(source: str, key: str, cursor: str) -> str:
     """The one statement of the latest state: from a relation of row versions and deletes
     (the change log's columns), the newest version of each key, by run and then by cursor,
@@ -180,8 +142,10 @@ def _check_table(
         check.files = check_files(con, target, pair.current) + check_files(
             con, target, pair.changes
         )
-        current_rows(con, target, pair.current, f"{key}::bigint as k, {row_hash} as h", "lake_rows")
-        current_rows(con, target, pair.changes, "*", "log_versions")
+        iceberg.current_rows(
+            con, target, pair.current, f"{key}::bigint as k, {row_hash} as h", "lake_rows"
+        )
+        iceberg.current_rows(con, target, pair.changes, "*", "log_versions")
         con.execute(
             "create or replace temp table log_rows as select"
             f" {key}::bigint as k, {row_hash} as h from"
