@@ -381,12 +381,17 @@ def lake_schema(house: House, relname: str) -> Schema | None:
 
 
 def ensure_pair(house: House, relname: str, key_column: str, evolution: Evolution) -> Pair:
-    """Create the two tables of a source table, or bring their schemas up to the source's."""
+    """Create the two tables of a source table, or bring their schemas up to the source's.
+
+    Both tables give every column the same field id: the current state is the change log's
+    schema less `_deleted` (whose id stays reserved), so one file DuckDB writes is a valid
+    data file of either, and a run stores a copy of it in each instead of writing it twice.
+    """
     tables: dict[str, Table] = {}
-    for role, name in (("current", relname), ("changes", relname + CHANGES_SUFFIX)):
+    for role, name in (("changes", relname + CHANGES_SUFFIX), ("current", relname)):
         table = _load(house, name)
         if table is None:
-            schema = _schema(evolution.columns, with_change_columns=role == "changes")
+            schema = _schema(evolution.columns, with_change_columns=True)
             spec = PartitionSpec()
             if role == "changes":
                 source_id = schema.find_field(EXPORTED_AT_COLUMN).field_id
@@ -406,10 +411,21 @@ def ensure_pair(house: House, relname: str, key_column: str, evolution: Evolutio
                     ROLE: role,
                 },
             )
+            if role == "current":
+                with table.update_schema() as update:
+                    update.delete_column(DELETED_COLUMN)
         else:
             table = _apply_schema(table, evolution)
         tables[role] = table
-    return Pair(evolution.source, tables["current"], tables["changes"])
+    pair = Pair(evolution.source, tables["current"], tables["changes"])
+    changes_ids = {f.name: f.field_id for f in pair.changes.schema().fields}
+    for f in pair.current.schema().fields:
+        if changes_ids.get(f.name) != f.field_id:
+            raise ExportError(
+                f"lake tables {relname} and {relname}{CHANGES_SUFFIX} give column {f.name} "
+                "different field ids (changed by another tool?): export to a new target"
+            )
+    return pair
 
 
 def select_list(schema: Schema, expressions: dict[str, str]) -> tuple[str, str]:
@@ -706,18 +722,29 @@ def current_rows(
     con.execute(f"create or replace temp table {name} as select {select} from {name}_source")
 
 
+def name_files(con: duckdb.DuckDBPyConnection, target: Lake, name: str, paths: list[str]) -> None:
+    """Temp table file_names_<name>(reader, path): how DuckDB names each file it reads, and
+    the path the table's metadata (and its position deletes) give it. Literal values, not
+    parameters: DuckDB would import pandas, when installed, for a parameterised statement."""
+
+    def quoted(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    rows = ", ".join(f"({quoted(target.reader_path(p))}, {quoted(p)})" for p in paths)
+    con.execute(
+        f"create or replace temp table file_names_{name} as"
+        f" select * from (values {rows}) as v(reader, path)"
+    )
+
+
 def live_rows_sql(con: duckdb.DuckDBPyConnection, target: Lake, table: Table) -> str:
     """A query of the rows of the table's current snapshot (data files less deleted positions),
-    streamed by DuckDB; it needs the temp table file_names it fills."""
+    streamed by DuckDB; it needs the temp table file_names_live it fills."""
     files = live_files(table)
     if not files.data:
         columns, _ = select_list(table.schema(), {})
         return f"select * from (select {columns}) s where false"
-    con.execute("create or replace temp table file_names (reader varchar, path varchar)")
-    con.executemany(
-        "insert into file_names values (?, ?)",
-        [(target.reader_path(f.file_path), f.file_path) for f in files.data],
-    )
+    name_files(con, target, "live", [f.file_path for f in files.data])
     deleted = ""
     if files.deletes:
         deleted = (
@@ -729,7 +756,7 @@ def live_rows_sql(con: duckdb.DuckDBPyConnection, target: Lake, table: Table) ->
         f"select {columns} from read_parquet("
         f"{_paths(target, [f.file_path for f in files.data])}, filename = true,"
         " file_row_number = true, union_by_name = true) s"
-        f" join file_names n on n.reader = s.filename{deleted}"
+        f" join file_names_live n on n.reader = s.filename{deleted}"
     )
 
 

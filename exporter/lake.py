@@ -12,6 +12,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -144,6 +145,12 @@ class Lake:
         if self._staging is None:
             self._staging = Path(tempfile.mkdtemp(prefix="animedb-export-"))
         return self._staging / name.replace("/", "__")
+
+    def clean_staging(self) -> None:
+        """Remove the local staging folder, if one was made."""
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
 
     def put_file(self, staged: Path, location: str) -> None:
         """Put a staged file at `location`, replacing what is there, atomically; the staged

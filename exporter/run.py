@@ -15,15 +15,20 @@ schema must be one its lake tables can follow.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import datetime as dt
 import json
 import os
+import queue
 import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -40,6 +45,7 @@ DEFAULT_SETTLE = dt.timedelta(seconds=1)
 PAUSE_VARIABLE = "ANIMEDB_EXPORT_PAUSE_AT"
 CHUNK_ROWS_VARIABLE = "ANIMEDB_EXPORT_CHUNK_ROWS"
 DEFAULT_CHUNK_ROWS = 1_000_000  # about 30-130 MB of zstd Parquet: a split for Athena, flat memory
+CHUNK_WORKERS = 2  # chunks of a large window written at once
 STEPS = ("after_pending", "during_files", "after_files", "between_commits", "after_commits")
 TOMBSTONES = "etl.tombstones"
 
@@ -269,16 +275,6 @@ class _Export:
             for w in map(_Written.from_json, chunk.files.values())
         )
 
-    def _dead_keys(self, table: ExportedTable) -> None:
-        """Keys deleted up to this run's tombstone bound: a late version of such a key (written
-        before its delete, but past the time bound) must not bring it back to life."""
-        hi = self.tombstones.hi if self.tombstones is not None else 0
-        self.con.execute(
-            "create or replace temp table dead_keys as select key_value as k"
-            f" from pg.etl.tombstones where table_name = '{table.name}'"
-            f" and {protocol.cursor_range('tombstone_id', 'id', hi=hi)}"
-        )
-
     def _ranges(
         self, table: ExportedTable, window: protocol.Window, rows_per_chunk: int
     ) -> list[tuple[int | None, int | None]]:
@@ -288,6 +284,16 @@ class _Export:
 
         condition = sql.SQL(window.condition(table.cursor_column))  # type: ignore[arg-type,unused-ignore]
         key = sql.Identifier(table.key_column)
+        # most windows fit one chunk: counting stops one row past the chunk size
+        row = self.conn.execute(
+            sql.SQL("select count(*) from (select from {t} where ").format(t=table.identifier())
+            + condition
+            + sql.SQL(" limit {}) as w").format(sql.Literal(rows_per_chunk + 1))
+        ).fetchone()
+        if not row or row[0] == 0:
+            return []
+        if row[0] <= rows_per_chunk:
+            return [(None, None)]
         starts = [
             int(r[0])
             for r in self.conn.execute(
@@ -318,11 +324,12 @@ class _Export:
         window: protocol.Window,
         chunk: protocol.Chunk,
         single: bool,
+        con: duckdb.DuckDBPyConnection,
     ) -> protocol.Chunk:
-        key = f'"{table.key_column}"'
+        """One chunk's file, in both tables; the caller records it (etl.export_chunks)."""
         where = window.condition(table.cursor_column)
         if chunk.key_lo is not None and chunk.key_hi is not None:
-            where += f" and {key} between {chunk.key_lo} and {chunk.key_hi}"
+            where += f' and "{table.key_column}" between {chunk.key_lo} and {chunk.key_hi}'
         source = {c: f'"{c}"' for c in table.columns}
         changes_select, changes_ids = iceberg.select_list(
             pair.changes.schema(),
@@ -340,7 +347,7 @@ class _Export:
         current_at = self._location(pair.current, name)
         try:
             rows = duck.copy_to_parquet(
-                self.con,
+                con,
                 f"select {changes_select} from {table.duckdb_name('pg')} where {where}",
                 staged_changes,
                 parallel_scan=single and _first_load(window),
@@ -348,17 +355,11 @@ class _Export:
             )
             files: dict[str, Any] = {}
             if rows:
-                current_select, current_ids = iceberg.select_list(pair.current.schema(), source)
-                alive = duck.copy_to_parquet(
-                    self.con,
-                    f"select {current_select} from read_parquet('{staged_changes}')"
-                    f" where {key} not in (select k from dead_keys)",
-                    staged_current,
-                    field_ids=current_ids,
-                )
+                # the same file serves both tables (their field ids agree): a copy, not a
+                # second write
+                _duplicate(staged_changes, staged_current)
                 files["changes"] = self._put(staged_changes, changes_at, rows).to_json()
-                if alive:
-                    files["current"] = self._put(staged_current, current_at, alive).to_json()
+                files["current"] = self._put(staged_current, current_at, rows).to_json()
             for location in (changes_at, current_at):  # what an earlier try left, if any
                 if location not in {f["location"] for f in files.values()}:
                     self.lake.delete(location)
@@ -412,7 +413,6 @@ class _Export:
         self, pair: iceberg.Pair, table: ExportedTable, window: protocol.Window
     ) -> _TableFiles:
         out = _TableFiles()
-        self._dead_keys(table)
         if not window.empty:
             recorded = [
                 c
@@ -423,12 +423,10 @@ class _Export:
                 ranges = self._ranges(table, window, chunk_rows())
                 recorded = protocol.plan_chunks(self.conn, self.run.run_id, table.name, ranges)
             single = len(recorded) == 1
-            for chunk in recorded:
-                if self._in_place(chunk):
-                    out.kept += 1
-                else:
-                    chunk = self._write_chunk(pair, table, window, chunk, single)
-                    _pause_if_asked("during_files")
+            kept = [c for c in recorded if self._in_place(c)]
+            out.kept = len(kept)
+            todo = [c for c in recorded if c not in kept]
+            for chunk in [*kept, *self._write_chunks(pair, table, window, todo, single)]:
                 files = chunk.files or {}
                 if "changes" in files:
                     out.changes.append(_Written.from_json(files["changes"]))
@@ -437,6 +435,54 @@ class _Export:
                 out.rows += chunk.rows
         self._write_deletes(pair, table, out)
         return out
+
+    def _write_chunks(
+        self,
+        pair: iceberg.Pair,
+        table: ExportedTable,
+        window: protocol.Window,
+        todo: list[protocol.Chunk],
+        single: bool,
+    ) -> Iterator[protocol.Chunk]:
+        """Write chunks, CHUNK_WORKERS at a time (each over its own DuckDB connection, so that
+        PostgreSQL reads and Parquet writes overlap), recording each one as it is in place."""
+        if len(todo) <= 1:
+            for chunk in todo:
+                chunk = self._write_chunk(pair, table, window, chunk, single, self.con)
+                protocol.record_chunk(self.conn, self.run.run_id, chunk)
+                _pause_if_asked("during_files")
+                yield chunk
+            return
+        cursors = [self.con.cursor() for _ in range(min(CHUNK_WORKERS, len(todo)))]
+        for cursor in cursors:  # the session settings of duck.connect, on each connection
+            cursor.execute("SET TimeZone = 'UTC'")
+            cursor.execute("SET preserve_insertion_order = false")
+        free: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
+        for cursor in cursors:
+            free.put(cursor)
+
+        def work(chunk: protocol.Chunk) -> protocol.Chunk:
+            cursor = free.get()
+            try:
+                return self._write_chunk(pair, table, window, chunk, single, cursor)
+            finally:
+                free.put(cursor)
+
+        try:
+            with concurrent.futures.ThreadPoolExecutor(len(cursors)) as pool:
+                # at most one chunk per worker in flight: a killed run leaves little unrecorded
+                pending = collections.deque(pool.submit(work, c) for c in todo[: len(cursors)])
+                waiting = collections.deque(todo[len(cursors) :])
+                while pending:
+                    chunk = pending.popleft().result()
+                    if waiting:
+                        pending.append(pool.submit(work, waiting.popleft()))
+                    protocol.record_chunk(self.conn, self.run.run_id, chunk)
+                    _pause_if_asked("during_files")
+                    yield chunk
+        finally:
+            for cursor in cursors:
+                cursor.close()
 
     # --- step 3: commits --------------------------------------------------------------------
 
@@ -458,40 +504,44 @@ class _Export:
     def _position_deletes(
         self, pair: iceberg.Pair, table: ExportedTable, out: _TableFiles
     ) -> list[DataFile]:
-        """One position-delete file naming the rows of the current state that this run's
-        versions and deletes replace; positions already deleted are left out."""
+        """One position-delete file: the rows of the current state that this run's versions
+        and deletes replace (positions already deleted left out). This run's own files need
+        none: a delete inside its tombstone window committed before its bound, so before any
+        of its reads, and keys are never reused."""
         live = iceberg.live_files(pair.current)
-        if not live.data:
-            return []
         key = f'"{table.key_column}"'
-        touched = [f"select {key} as k from read_parquet({_paths(self.lake, out.current)})"]
-        if self.tombstones is not None and not self.tombstones.empty:
-            touched.append(
-                f"select key_value as k from pg.etl.tombstones where table_name = '{table.name}'"
-                f" and {self.tombstones.condition('tombstone_id')}"
-            )
-        if not out.current:
-            touched = touched[1:]
-        if not touched:
+        parts = []
+        if live.data:
+            touched = [f"select {key} as k from read_parquet({_paths(self.lake, out.current)})"]
+            if self.tombstones is not None and not self.tombstones.empty:
+                touched.append(
+                    f"select key_value as k from pg.etl.tombstones where table_name ="
+                    f" '{table.name}' and {self.tombstones.condition('tombstone_id')}"
+                )
+            if not out.current:
+                touched = touched[1:]
+            if touched:
+                self.con.execute(
+                    "create or replace temp table touched as " + " union ".join(touched)
+                )
+                iceberg.name_files(
+                    self.con, self.lake, "live_paths", [f.file_path for f in live.data]
+                )
+                already = ""
+                if live.deletes:
+                    already = (
+                        " and (p.path, s.file_row_number) not in (select file_path, pos from"
+                        f" read_parquet({_paths(self.lake, live.deletes)}))"
+                    )
+                parts.append(
+                    "select p.path as file_path, s.file_row_number as pos from read_parquet("
+                    f"{_paths(self.lake, live.data)}, filename = true, file_row_number = true) s"
+                    " join file_names_live_paths p on p.reader = s.filename"
+                    f" where s.{key} in (select k from touched){already}"
+                )
+        if not parts:
             return []
-        self.con.execute("create or replace temp table touched as " + " union ".join(touched))
-        self.con.execute("create or replace temp table live_paths (reader varchar, path varchar)")
-        self.con.executemany(
-            "insert into live_paths values (?, ?)",
-            [(self.lake.reader_path(f.file_path), f.file_path) for f in live.data],
-        )
-        already = ""
-        if live.deletes:
-            already = (
-                " and (p.path, s.file_row_number) not in (select file_path, pos from"
-                f" read_parquet({_paths(self.lake, live.deletes)}))"
-            )
-        query = (
-            "select p.path as file_path, s.file_row_number as pos from read_parquet("
-            f"{_paths(self.lake, live.data)}, filename = true, file_row_number = true) s"
-            " join live_paths p on p.reader = s.filename"
-            f" where s.{key} in (select k from touched){already} order by 1, 2"
-        )
+        query = " union all ".join(f"({q})" for q in parts) + " order by 1, 2"
         staged = self.lake.staging_path(f"{table.lake_name}_deletes.parquet")
         location = self._location(pair.current, "deletes.parquet")
         try:
@@ -502,6 +552,7 @@ class _Export:
                 field_ids=f"{{'file_path': {iceberg.FILE_PATH_ID}, 'pos': {iceberg.POS_ID}}}",
             )
             if not rows:
+                self.lake.delete(location)  # what an earlier try left, if any
                 return []
             written = self._put(staged, location, rows)
         finally:
@@ -598,6 +649,11 @@ class _Export:
 DELETES_CHUNK = -1  # etl.export_chunks' row for a run's delete rows of a table
 
 
+def _duplicate(source: Path, copy: Path) -> None:
+    """A copy of a staged file (the kernel copies it; no link: each table owns its files)."""
+    shutil.copyfile(source, copy)
+
+
 def _paths(target: lake.Lake, files: list[Any]) -> str:
     names = [
         target.reader_path(f.location if isinstance(f, _Written) else f.file_path) for f in files
@@ -635,8 +691,11 @@ def run_export(
     progress = progress or Progress()
     settings = db.resolve() if settings is None else settings
     destination = lake.open_lake(target)
-    with lake.storage_errors(destination.uri):
-        return _run(destination, settings, settle, progress, duck_config, catalog, namespace)
+    try:
+        with lake.storage_errors(destination.uri):
+            return _run(destination, settings, settle, progress, duck_config, catalog, namespace)
+    finally:
+        destination.clean_staging()
 
 
 def _run(

@@ -595,6 +595,8 @@ def test_widened_types_follow_the_source(pg: Server, app_db: str, tmp_path: Path
             "n": "int",
             "amount": "decimal(10, 2)",
             "code": "string",
+            "_run_id": "long",  # the run that brought each version
+            "_exported_at": "timestamptz",
         }
         conn.execute("alter table app.widen_probe alter column n type bigint")
         conn.execute("alter table app.widen_probe alter column amount type numeric(14,2)")
