@@ -268,6 +268,10 @@ def check_table(
     return problems
 
 
+# the exporter's own columns in its current-state table, which the source does not have
+RUN_COLUMNS = "_run_id, _exported_at"
+
+
 def _scan(metadata_location: str) -> str:
     return "iceberg_scan('" + metadata_location.removeprefix("file://").replace("'", "''") + "')"
 
@@ -519,7 +523,8 @@ def case_full_rewrite(settings: db.Settings, p: dict[str, Any]) -> dict[str, Any
     duck.attach_postgres(con, settings, role=None)
     con.execute(f"create temp table delta as select * from {_delta_query(p['table'], p['since'])}")
     row = con.execute(
-        f"COPY (select * from {_scan(p['previous'])} where {KEY} not in (select {KEY} from delta)"
+        f"COPY (select * exclude ({RUN_COLUMNS}) from {_scan(p['previous'])}"
+        f" where {KEY} not in (select {KEY} from delta)"
         f" union all select * from delta) TO '{out}'"
         " (FORMAT parquet, COMPRESSION zstd, FILE_SIZE_BYTES '128MB')"
     ).fetchone()
@@ -576,7 +581,9 @@ def case_dlt_append(settings: db.Settings, p: dict[str, Any]) -> dict[str, Any]:
     batches of 1M rows, are the source. Setup for the merge, reported for reference."""
     shutil.rmtree(p["dlt_dir"], ignore_errors=True)
     con = iceberg_reader()
-    reader = con.execute(f"select * from {_scan(p['previous'])}").fetch_record_batch(1_000_000)
+    reader = con.execute(
+        f"select * exclude ({RUN_COLUMNS}) from {_scan(p['previous'])}"
+    ).fetch_record_batch(1_000_000)
 
     def batches() -> Iterator[Any]:
         import pyarrow as pa

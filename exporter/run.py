@@ -283,38 +283,33 @@ class _Export:
         from psycopg import sql
 
         condition = sql.SQL(window.condition(table.cursor_column))  # type: ignore[arg-type,unused-ignore]
-        key = sql.Identifier(table.key_column)
-        # most windows fit one chunk: counting stops one row past the chunk size
-        row = self.conn.execute(
-            sql.SQL("select count(*) from (select from {t} where ").format(t=table.identifier())
-            + condition
-            + sql.SQL(" limit {}) as w").format(sql.Literal(rows_per_chunk + 1))
-        ).fetchone()
-        if not row or row[0] == 0:
-            return []
-        if row[0] <= rows_per_chunk:
-            return [(None, None)]
-        starts = [
-            int(r[0])
-            for r in self.conn.execute(
-                sql.SQL(
-                    "select k from (select {k} as k, row_number() over (order by {k}) as n"
-                    " from {t} where "
-                ).format(k=key, t=table.identifier())
+        # most windows fit one chunk: counting stops one row past the chunk size (a first load
+        # of a table the planner knows to be far larger goes straight to the cut points)
+        estimate = _estimate(self.conn, table, window) or 0
+        if estimate <= 2 * rows_per_chunk:
+            row = self.conn.execute(
+                sql.SQL("select count(*) from (select from {t} where ").format(t=table.identifier())
                 + condition
-                + sql.SQL(") as keys where mod(n - 1, {}) = 0 order by k").format(
-                    sql.Literal(rows_per_chunk)
-                )
-            ).fetchall()
-        ]
-        if len(starts) <= 1:
-            return [(None, None)] if starts else []
-        ends = [s - 1 for s in starts[1:]]
-        row = self.conn.execute(
-            sql.SQL("select max({k}) from {t} where ").format(k=key, t=table.identifier())
-            + condition
-        ).fetchone()
-        ends.append(int(row[0]) if row and row[0] is not None else starts[-1])
+                + sql.SQL(" limit {}) as w").format(sql.Literal(rows_per_chunk + 1))
+            ).fetchone()
+            if not row or row[0] == 0:
+                return []
+            if row[0] <= rows_per_chunk:
+                return [(None, None)]
+        # the cut points: every N-th key of the window, ranked by DuckDB over a parallel scan
+        # of the key column alone (PostgreSQL's own ranking reads the index one row at a time)
+        k = f'"{table.key_column}"'
+        self.con.execute("SET pg_use_ctid_scan = true")
+        cuts = self.con.execute(
+            f"select min(k), max(k), count(*) from (select {k} as k, row_number() over"
+            f" (order by {k}) as n from {table.duckdb_name('pg')}"
+            f" where {window.condition(table.cursor_column)})"
+            f" group by (n - 1) // {rows_per_chunk} order by 1"
+        ).fetchall()
+        if len(cuts) <= 1:
+            return [(None, None)] if cuts else []
+        starts = [int(c[0]) for c in cuts]
+        ends = [s - 1 for s in starts[1:]] + [int(cuts[-1][1])]
         return list(zip(starts, ends, strict=True))
 
     def _write_chunk(
