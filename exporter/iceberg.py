@@ -4,16 +4,19 @@ and the snapshots a run commits.
 Per exported source table `app.x`, in one namespace (default `animedb`):
 - `x_changes`: append-only; every row version a run captured and every delete, with `_run_id`,
   `_deleted` and `_exported_at` (the run's start, the partition: one day a partition);
-- `x`: the current state, newest version of each key, deletes applied. A run appends its new
-  versions and one position-delete file naming the rows they replace (merge-on-read), so a
-  delta costs a scan of the key column and never a rewrite of the table.
-DuckDB writes every data file (with Iceberg field ids); this module registers them as they
-are, with statistics from their Parquet footers, so pyarrow is not needed. Each run's snapshot
-carries the run id and window in its summary and a tag `run-<id>`: a run is committed to a
-table exactly when the tag exists, and "the lake as of run N" is that tag in every table.
+- `x`: the current state, newest version of each key, deletes applied (with `_run_id` and
+  `_exported_at`). A run appends its new versions and one position-delete file naming the
+  rows they replace (merge-on-read), so a delta costs a scan of the key column and never a
+  rewrite; once deletes pile up, a compaction rewrites it from its live rows.
+DuckDB writes every data file (with Iceberg field ids, the same in both tables, so one file
+serves either); this module registers them as they are, with statistics from their Parquet
+footers, so pyarrow is not needed. Each run's snapshot carries the run id and window in its
+summary and a tag `run-<id>`: a run is committed to a table exactly when the tag exists, and
+"the lake as of run N" is that tag in every table.
 
-pyiceberg writes no delete files (0.12), so the snapshot that adds them is built here on its
-snapshot producer; everything else is pyiceberg's public API.
+pyiceberg 0.12 writes no delete files, so the snapshots that add them (and the compaction's)
+are built here on its snapshot producer, a private class: the one place tied to the pinned
+version's internals. Everything else is pyiceberg's public API.
 """
 
 from __future__ import annotations
