@@ -75,6 +75,7 @@ from pyiceberg.types import (
 )
 from pyiceberg.utils.config import Config
 
+from exporter.duck import first_line
 from exporter.errors import ExportError
 from exporter.lake import Lake
 
@@ -241,15 +242,10 @@ def open_house(lake: Lake, catalog_name: str | None = None, namespace: str | Non
         catalog = load_catalog(name, **extra)
     except Exception as exc:  # pyiceberg raises many kinds for a bad configuration
         raise ExportError(
-            f"cannot open the Iceberg catalog {name!r} for {lake.uri}: {_first_line(exc)} "
+            f"cannot open the Iceberg catalog {name!r} for {lake.uri}: {first_line(exc)} "
             "(check its pyiceberg configuration)"
         ) from exc
     return House(lake, catalog, name, namespace)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def claim(house: House, system_identifier: str, database: str) -> None:
@@ -268,7 +264,7 @@ def claim(house: House, system_identifier: str, database: str) -> None:
             properties = house.catalog.load_namespace_properties(house.namespace)
     except Exception as exc:
         raise ExportError(
-            f"cannot read namespace {house.namespace} of {house.lake.uri}: {_first_line(exc)}"
+            f"cannot read namespace {house.namespace} of {house.lake.uri}: {first_line(exc)}"
         ) from exc
     theirs = (properties.get(SYSTEM_IDENTIFIER), properties.get(SOURCE_DATABASE))
     if theirs == (system_identifier, database):
@@ -373,17 +369,23 @@ def _load(house: House, name: str) -> Table | None:
         return None
     except Exception as exc:
         raise ExportError(
-            f"cannot read the metadata of table {house.identifier(name)}: {_first_line(exc)} "
+            f"cannot read the metadata of table {house.identifier(name)}: {first_line(exc)} "
             "(a metadata file is missing or corrupted)"
         ) from exc
 
 
-def lake_schema(house: House, relname: str) -> Schema | None:
-    table = _load(house, relname)
-    return table.schema() if table is not None else None
+def load_pair(house: House, relname: str) -> tuple[Table | None, Table | None]:
+    """A source table's (current, changes) lake tables, None where one does not exist yet."""
+    return _load(house, relname), _load(house, relname + CHANGES_SUFFIX)
 
 
-def ensure_pair(house: House, relname: str, key_column: str, evolution: Evolution) -> Pair:
+def ensure_pair(
+    house: House,
+    relname: str,
+    key_column: str,
+    evolution: Evolution,
+    existing: tuple[Table | None, Table | None],
+) -> Pair:
     """Create the two tables of a source table, or bring their schemas up to the source's.
 
     Both tables give every column the same field id: the current state is the change log's
@@ -391,8 +393,9 @@ def ensure_pair(house: House, relname: str, key_column: str, evolution: Evolutio
     data file of either, and a run stores a copy of it in each instead of writing it twice.
     """
     tables: dict[str, Table] = {}
+    loaded = {"current": existing[0], "changes": existing[1]}
     for role, name in (("changes", relname + CHANGES_SUFFIX), ("current", relname)):
-        table = _load(house, name)
+        table = loaded[role]
         if table is None:
             schema = _schema(evolution.columns, with_change_columns=True)
             spec = PartitionSpec()
@@ -594,8 +597,9 @@ def commit(
     checksums: dict[str, str] | None = None,
 ) -> Table:
     """One snapshot for the run (unless it is there already), tagged run-<id>, in a single
-    catalog commit. A table the run leaves unchanged gets the tag on its current snapshot."""
-    table.refresh()
+    catalog commit. A table the run leaves unchanged gets the tag on its current snapshot.
+    The table is as this run loaded it (one exporter at a time); the catalog refuses the
+    commit if another writer moved it meanwhile."""
     if committed(table, run_id):
         return table
     summary = {**properties, RUN_ID: str(run_id)}
@@ -623,12 +627,11 @@ class LiveFiles:
 
     data: list[DataFile]
     deletes: list[DataFile]
-    added_by: dict[str, int]  # file path -> snapshot that added it
 
 
 def live_files(table: Table, snapshot: Snapshot | None = None) -> LiveFiles:
     snapshot = snapshot or table.current_snapshot()
-    files = LiveFiles([], [], {})
+    files = LiveFiles([], [])
     if snapshot is None:
         return files
     try:
@@ -636,12 +639,10 @@ def live_files(table: Table, snapshot: Snapshot | None = None) -> LiveFiles:
             for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
                 f = entry.data_file
                 (files.data if f.content == DataFileContent.DATA else files.deletes).append(f)
-                if entry.snapshot_id is not None:
-                    files.added_by[f.file_path] = entry.snapshot_id
     except Exception as exc:  # pyiceberg's Avro reader fails in many ways on a bad file
         raise ExportError(
             f"cannot read the manifests of table {'.'.join(table.name())} (manifest list "
-            f"{snapshot.manifest_list}): {_first_line(exc)}; the file is missing or corrupted"
+            f"{snapshot.manifest_list}): {first_line(exc)}; the file is missing or corrupted"
         ) from exc
     return files
 
@@ -656,6 +657,16 @@ def checksums(table: Table) -> dict[str, str]:
         for name, digest in json.loads(text).items():
             found[name] = digest
     return found
+
+
+def tagged_runs(table: Table) -> list[int]:
+    """The runs committed to a table: the ids of its run-<id> tags."""
+    runs = []
+    for name in table.metadata.refs:
+        suffix = name.rpartition("-")[2]
+        if suffix.isdigit() and tag(int(suffix)) == name:
+            runs.append(int(suffix))
+    return sorted(runs)
 
 
 def run_snapshot(table: Table, run_id: int) -> Snapshot | None:
@@ -685,11 +696,6 @@ def pairs(house: House) -> list[Pair]:
     ]
 
 
-def duck_path(table_location: str, file_path: str) -> str:
-    """A file's location as DuckDB reads it (a local path needs no scheme)."""
-    return file_path.removeprefix("file://")
-
-
 def remove_run_files(house: House, run_id: int) -> int:
     """Delete what a pending run wrote in every table of the namespace; refused if any table
     has the run committed (its files are referenced then). The number of files removed."""
@@ -711,7 +717,8 @@ def remove_run_files(house: House, run_id: int) -> int:
     return removed
 
 
-def _paths(target: Lake, paths: list[str]) -> str:
+def paths_sql(target: Lake, paths: list[str]) -> str:
+    """A DuckDB list literal of the files at these locations, as DuckDB reads them."""
     quoted = ("'" + target.reader_path(p).replace("'", "''") + "'" for p in paths)
     return "[" + ", ".join(quoted) + "]"
 
@@ -740,24 +747,48 @@ def name_files(con: duckdb.DuckDBPyConnection, target: Lake, name: str, paths: l
     )
 
 
-def live_rows_sql(con: duckdb.DuckDBPyConnection, target: Lake, table: Table) -> str:
-    """A query of the rows of the table's current snapshot (data files less deleted positions),
-    streamed by DuckDB; it needs the temp table file_names_live it fills."""
-    files = live_files(table)
+def live_rows_sql(
+    con: duckdb.DuckDBPyConnection,
+    target: Lake,
+    table: Table,
+    files: LiveFiles | None = None,
+    *,
+    columns: list[str] | None = None,
+    positions: bool = False,
+) -> str:
+    """A query of the rows of a snapshot (its data files less the positions its delete files
+    name; the current one unless `files` are given), streamed by DuckDB: the table's columns
+    (or `columns`; one no file has yet, added since, is null), plus each row's `file_path`
+    and `pos` with positions=True. It fills the temp table file_names_live."""
+    files = files if files is not None else live_files(table)
+    wanted = [f for f in table.schema().fields if columns is None or f.name in columns]
+    extra = ", n.path as file_path, s.file_row_number as pos" if positions else ""
     if not files.data:
-        columns, _ = select_list(table.schema(), {})
-        return f"select * from (select {columns}) s where false"
+        empty, _ = select_list(Schema(*wanted), {})
+        extra = ", NULL::VARCHAR as file_path, NULL::BIGINT as pos" if positions else ""
+        return f"select * from (select {empty}{extra}) s where false"
+    data = paths_sql(target, [f.file_path for f in files.data])
+    stored = {
+        str(r[0])
+        for r in con.execute(
+            f"describe select * from read_parquet({data}, union_by_name = true)"
+        ).fetchall()
+    }
+    select = ", ".join(
+        f's."{f.name}"'
+        if f.name in stored
+        else f'CAST(NULL AS {duck_type(f.field_type)}) AS "{f.name}"'
+        for f in wanted
+    )
     name_files(con, target, "live", [f.file_path for f in files.data])
     deleted = ""
     if files.deletes:
         deleted = (
             " where (n.path, s.file_row_number) not in (select file_path, pos from"
-            f" read_parquet({_paths(target, [f.file_path for f in files.deletes])}))"
+            f" read_parquet({paths_sql(target, [f.file_path for f in files.deletes])}))"
         )
-    columns = ", ".join(f's."{f.name}"' for f in table.schema().fields)
     return (
-        f"select {columns} from read_parquet("
-        f"{_paths(target, [f.file_path for f in files.data])}, filename = true,"
+        f"select {select}{extra} from read_parquet({data}, filename = true,"
         " file_row_number = true, union_by_name = true) s"
         f" join file_names_live n on n.reader = s.filename{deleted}"
     )

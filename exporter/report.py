@@ -21,8 +21,9 @@ import duckdb
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
-from exporter import duck, iceberg, lake, verify
+from exporter import duck, iceberg, lake
 from exporter.errors import ExportError
+from exporter.tables import TOMBSTONES
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f", "#bab0ac")  # fmt: skip
@@ -54,16 +55,6 @@ def _summary(snapshot: Snapshot | None) -> dict[str, str]:
     return dict(snapshot.summary.additional_properties)
 
 
-def _tagged_runs(table: Table) -> list[int]:
-    """The runs committed to a table: the ids of its run-<id> tags."""
-    runs = []
-    for name in table.metadata.refs:
-        suffix = name.rpartition("-")[2]
-        if suffix.isdigit() and iceberg.tag(int(suffix)) == name:
-            runs.append(int(suffix))
-    return sorted(runs)
-
-
 def _own_snapshot(table: Table, run: int) -> dict[str, str] | None:
     """The summary of the snapshot the run made in the table; None when the run left the
     table unchanged (its tag then marks an earlier run's snapshot)."""
@@ -79,7 +70,7 @@ def _runs_and_rows(pairs: list[iceberg.Pair], facts: LakeFacts) -> None:
     committed_ms: dict[int, int] = {}
     bounds: dict[int, dt.datetime] = {}
     for pair in pairs:
-        tagged = _tagged_runs(pair.changes)
+        tagged = iceberg.tagged_runs(pair.changes)
         runs.update(tagged)
         rows = facts.rows.setdefault(pair.source, {})
         for run in tagged:
@@ -106,20 +97,11 @@ def _rows_of(
     con: duckdb.DuckDBPyConnection, target: lake.Lake, table: Table, select: str, name: str
 ) -> None:
     """verify's reader of a table's current rows, its failures in one line naming the file."""
-    try:
+    try:  # a damaged manifest list is named by iceberg.live_files
         iceberg.current_rows(con, target, table, select, name)
-    except ExportError:
-        raise
     except duckdb.Error as exc:
         raise ExportError(
             f"cannot read the data files of table {_name(table)}: {duck.first_line(exc)}"
-        ) from exc
-    except Exception as exc:  # pyiceberg's Avro reader fails in many ways on a damaged file
-        snapshot = table.current_snapshot()
-        where = f" from its manifest list {snapshot.manifest_list}" if snapshot else ""
-        raise ExportError(
-            f"cannot read the manifests of table {_name(table)}{where}: "
-            f"{duck.first_line(exc)} (a metadata file is missing or corrupted)"
         ) from exc
 
 
@@ -339,7 +321,7 @@ def render(facts: LakeFacts) -> str:
     # the user tables one by one, the catalog's (which move only with a crawl) as one series
     busy: dict[str, dict[int, int]] = {"catalog": defaultdict(int)}
     for table, values in sorted(facts.rows.items()):
-        if table in (*ACTIVITY_TABLES, verify.TOMBSTONES):
+        if table in (*ACTIVITY_TABLES, TOMBSTONES):
             busy[table] = values
         else:
             for run, n in values.items():

@@ -35,11 +35,12 @@ import duckdb
 import psycopg
 from psycopg.rows import TupleRow
 from pyiceberg.manifest import DataFile, DataFileContent
+from pyiceberg.table import Table
 
 from animedb import db
 from exporter import duck, iceberg, lake, protocol
 from exporter.errors import ExportError
-from exporter.tables import ExportedTable, load_tables
+from exporter.tables import TOMBSTONES, ExportedTable, load_tables
 
 DEFAULT_SETTLE = dt.timedelta(seconds=1)
 PAUSE_VARIABLE = "ANIMEDB_EXPORT_PAUSE_AT"
@@ -47,7 +48,6 @@ CHUNK_ROWS_VARIABLE = "ANIMEDB_EXPORT_CHUNK_ROWS"
 DEFAULT_CHUNK_ROWS = 1_000_000  # about 30-130 MB of zstd Parquet: a split for Athena, flat memory
 CHUNK_WORKERS = 2  # chunks of a large window written at once
 STEPS = ("after_pending", "during_files", "after_files", "between_commits", "after_commits")
-TOMBSTONES = "etl.tombstones"
 
 
 @dataclass
@@ -504,39 +504,28 @@ class _Export:
         none: a delete inside its tombstone window committed before its bound, so before any
         of its reads, and keys are never reused."""
         live = iceberg.live_files(pair.current)
-        key = f'"{table.key_column}"'
-        parts = []
-        if live.data:
-            touched = [f"select {key} as k from read_parquet({_paths(self.lake, out.current)})"]
-            if self.tombstones is not None and not self.tombstones.empty:
-                touched.append(
-                    f"select key_value as k from pg.etl.tombstones where table_name ="
-                    f" '{table.name}' and {self.tombstones.condition('tombstone_id')}"
-                )
-            if not out.current:
-                touched = touched[1:]
-            if touched:
-                self.con.execute(
-                    "create or replace temp table touched as " + " union ".join(touched)
-                )
-                iceberg.name_files(
-                    self.con, self.lake, "live_paths", [f.file_path for f in live.data]
-                )
-                already = ""
-                if live.deletes:
-                    already = (
-                        " and (p.path, s.file_row_number) not in (select file_path, pos from"
-                        f" read_parquet({_paths(self.lake, live.deletes)}))"
-                    )
-                parts.append(
-                    "select p.path as file_path, s.file_row_number as pos from read_parquet("
-                    f"{_paths(self.lake, live.data)}, filename = true, file_row_number = true) s"
-                    " join file_names_live_paths p on p.reader = s.filename"
-                    f" where s.{key} in (select k from touched){already}"
-                )
-        if not parts:
+        if not live.data:
             return []
-        query = " union all ".join(f"({q})" for q in parts) + " order by 1, 2"
+        key = f'"{table.key_column}"'
+        touched = []
+        if out.current:
+            new_files = iceberg.paths_sql(self.lake, [w.location for w in out.current])
+            touched.append(f"select {key} as k from read_parquet({new_files})")
+        if self.tombstones is not None and not self.tombstones.empty:
+            touched.append(
+                f"select key_value as k from pg.etl.tombstones where table_name ="
+                f" '{table.name}' and {self.tombstones.condition('tombstone_id')}"
+            )
+        if not touched:
+            return []
+        self.con.execute("create or replace temp table touched as " + " union ".join(touched))
+        rows_now = iceberg.live_rows_sql(
+            self.con, self.lake, pair.current, live, columns=[table.key_column], positions=True
+        )
+        query = (
+            f"select file_path, pos from ({rows_now}) r"
+            f" where r.{key} in (select k from touched) order by 1, 2"
+        )
         staged = self.lake.staging_path(f"{table.lake_name}_deletes.parquet")
         location = self._location(pair.current, "deletes.parquet")
         try:
@@ -649,25 +638,20 @@ def _duplicate(source: Path, copy: Path) -> None:
     shutil.copyfile(source, copy)
 
 
-def _paths(target: lake.Lake, files: list[Any]) -> str:
-    names = [
-        target.reader_path(f.location if isinstance(f, _Written) else f.file_path) for f in files
-    ]
-    return "[" + ", ".join("'" + n.replace("'", "''") + "'" for n in names) + "]"
-
-
 def _checksums(written: list[_Written]) -> dict[str, str]:
     return {w.location: w.sha256 for w in written}
 
 
 def _evolution(
-    con: duckdb.DuckDBPyConnection, house: iceberg.House, table: ExportedTable
+    con: duckdb.DuckDBPyConnection, table: ExportedTable, current: Table | None
 ) -> iceberg.Evolution:
     columns = {
         name: iceberg.iceberg_type(kind)
         for name, kind in duck.source_columns(con, table.duckdb_name("pg")).items()
     }
-    return iceberg.plan_evolution(table.name, columns, iceberg.lake_schema(house, table.lake_name))
+    return iceberg.plan_evolution(
+        table.name, columns, current.schema() if current is not None else None
+    )
 
 
 def run_export(
@@ -716,7 +700,8 @@ def _run(
             if access is not None:
                 duck.use_s3(con, access)
             # every table's schema is checked before the run exists or anything is written
-            evolutions = {name: _evolution(con, house, t) for name, t in tables.items()}
+            existing = {name: iceberg.load_pair(house, t.lake_name) for name, t in tables.items()}
+            evolutions = {name: _evolution(con, t, existing[name][0]) for name, t in tables.items()}
             run = _start_or_resume(conn, house, list(tables.values()), settle, progress)
             _pause_if_asked("after_pending")
             for name in run.windows:
@@ -724,7 +709,11 @@ def _run(
                     raise ExportError(f"run {run.run_id} names {name}, which is no longer exported")
             pairs = {
                 name: iceberg.ensure_pair(
-                    house, tables[name].lake_name, tables[name].key_column, evolutions[name]
+                    house,
+                    tables[name].lake_name,
+                    tables[name].key_column,
+                    evolutions[name],
+                    existing[name],
                 )
                 for name in run.windows
             }

@@ -17,6 +17,7 @@ from psycopg.rows import TupleRow
 from exporter.errors import ExportError
 
 LoadType = Literal["id", "modified"]
+TOMBSTONES = "etl.tombstones"  # the exported table of deletes (macros/tombstones.sql)
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _KEY_TYPES = {"bigint", "integer", "smallint"}
 

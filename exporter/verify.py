@@ -20,9 +20,7 @@ from animedb import db
 from exporter import duck, iceberg, lake, protocol
 from exporter.errors import ExportError
 from exporter.protocol import APPLICATION
-from exporter.tables import ExportedTable, load_tables
-
-TOMBSTONES = "etl.tombstones"
+from exporter.tables import TOMBSTONES, ExportedTable, load_tables
 
 
 @dataclass
@@ -62,21 +60,20 @@ def check_files(con: duckdb.DuckDBPyConnection, target: lake.Lake, table: Any) -
     for f in files.data + files.deletes:
         where = target.reader_path(f.file_path)
         kind = "data" if f in files.data else "delete"
+        size = target.size_of(f.file_path)
+        if size is None:
+            raise ExportError(f"{kind} file {where} of table {name} is missing")
+        if size != f.file_size_in_bytes:
+            raise ExportError(
+                f"{kind} file {where} of table {name} has {size} bytes, not the "
+                f"{f.file_size_in_bytes} its metadata records: it was changed after the export"
+            )
         digest = recorded.get(f.file_path)
-        if not target.has_file(f.file_path, int(f.file_size_in_bytes), digest or ""):
-            size = target.size_of(f.file_path)
-            if size is None:
-                raise ExportError(f"{kind} file {where} of table {name} is missing")
-            if size != f.file_size_in_bytes:
-                raise ExportError(
-                    f"{kind} file {where} of table {name} has {size} bytes, not the "
-                    f"{f.file_size_in_bytes} its metadata records: it was changed after the export"
-                )
-            if digest:
-                raise ExportError(
-                    f"{kind} file {where} of table {name} does not have the SHA-256 its run "
-                    "recorded: it was changed after the export"
-                )
+        if digest and not target.has_file(f.file_path, size, digest):
+            raise ExportError(
+                f"{kind} file {where} of table {name} does not have the SHA-256 its run "
+                "recorded: it was changed after the export"
+            )
         try:
             rows = _scalar(
                 con,

@@ -4,8 +4,11 @@ exporter is judged against known changes (the generators' own tests judge the ge
 from __future__ import annotations
 
 import os
+import selectors
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -13,6 +16,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from exporter import verify as verify_module
+from exporter.run import PAUSE_VARIABLE
 from tests.pg_harness import REPO, Server
 
 Conn = psycopg.Connection[TupleRow]
@@ -72,6 +76,34 @@ def spawn_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 60) -> None:
+    assert proc.stderr is not None
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stderr, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        if selector.select(timeout=0.5):
+            line = proc.stderr.readline()
+            seen.append(line)
+            if needle in line:
+                return
+            if not line and proc.poll() is not None:
+                break
+    raise AssertionError(f"{needle!r} never came; stderr: {''.join(seen)[-2000:]}")
+
+
+def kill_at(env: dict[str, str], target: str, step: str) -> None:
+    """`exporter run` paused at a protocol step (ANIMEDB_EXPORT_PAUSE_AT), then SIGKILLed there."""
+    env = {**env, PAUSE_VARIABLE: step}
+    proc = spawn_cli(env, "run", "--target", target, "--quiet", "--settle", "0")
+    try:
+        wait_for_line(proc, f"paused at {step}")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
 
 
 def assert_exact(target: str, server: Server, dbname: str) -> list[verify_module.TableCheck]:

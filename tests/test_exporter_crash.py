@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import selectors
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from exporter import iceberg, lake, run_export
-from exporter.run import PAUSE_VARIABLE, STEPS
+from exporter.run import STEPS
 from tests import exporter_helpers as h
 from tests.pg_harness import Server
 from tests.test_exporter_run import NO_SETTLE
-
-
-def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 60) -> None:
-    assert proc.stderr is not None
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stderr, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        if selector.select(timeout=0.5):
-            line = proc.stderr.readline()
-            seen.append(line)
-            if needle in line:
-                return
-            if not line and proc.poll() is not None:
-                break
-    raise AssertionError(f"{needle!r} never came; stderr: {''.join(seen)[-2000:]}")
 
 
 def watermarks(conn: h.Conn) -> list[tuple[object, ...]]:
@@ -57,13 +36,7 @@ def test_killed_at_any_step_then_rerun_is_exact(
         conn.execute("delete from app.ratings where user_id = any(%s)", (users[5:8],))
         before = watermarks(conn)
 
-        env = h.exporter_env(pg, app_db, **{PAUSE_VARIABLE: step})
-        proc = h.spawn_cli(env, "run", "--target", target, "--quiet", "--settle", "0")
-        try:
-            wait_for_line(proc, f"paused at {step}")
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        h.kill_at(h.exporter_env(pg, app_db), target, step)
         assert watermarks(conn) == before  # nothing moved
         pending = conn.execute(
             "select run_id from etl.export_runs where status = 'pending'"

@@ -12,7 +12,7 @@ from exporter.run import PAUSE_VARIABLE
 from tests import exporter_helpers as h
 from tests.pg_harness import Server, free_port
 from tests.s3_harness import S3Endpoint
-from tests.test_exporter_crash import wait_for_line, watermarks
+from tests.test_exporter_crash import watermarks
 
 
 def assert_one_clear_line(stderr: str, *needles: str) -> None:
@@ -42,7 +42,7 @@ def test_s3_endpoint_gone_mid_run(pg: Server, app_db: str, s3: S3Endpoint, s3_ta
             "--settle",
             "0",
         )
-        wait_for_line(proc, "paused at during_files")
+        h.wait_for_line(proc, "paused at during_files")
         s3.proxy.stop()
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 1

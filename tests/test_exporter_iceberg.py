@@ -23,7 +23,6 @@ from exporter.run import CHUNK_ROWS_VARIABLE, PAUSE_VARIABLE
 from tests import exporter_helpers as h
 from tests import s3_harness
 from tests.pg_harness import Server
-from tests.test_exporter_crash import wait_for_line
 
 NO_SETTLE = dt.timedelta(0)
 
@@ -237,17 +236,6 @@ def field_types(table: Table) -> dict[str, str]:
     return {f.name: str(f.field_type) for f in table.schema().fields}
 
 
-def kill_at(env: dict[str, str], target: str, step: str) -> None:
-    """`exporter run` paused at a protocol step, then SIGKILLed there."""
-    env = {**env, PAUSE_VARIABLE: step}
-    proc = h.spawn_cli(env, "run", "--target", target, "--quiet", "--settle", "0")
-    try:
-        wait_for_line(proc, f"paused at {step}")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-
-
 def flip_bytes(path: Path) -> None:
     """The same size, other bytes: only a checksum tells."""
     data = bytearray(path.read_bytes())
@@ -425,7 +413,7 @@ def test_a_resumed_run_commits_nothing_twice(
         if load == "incremental":
             run_export(target, settings, settle=NO_SETTLE)
             change_everything(conn)
-        kill_at(env, target, step)
+        h.kill_at(env, target, step)
         [(killed,)] = conn.execute(
             "select run_id from etl.export_runs where status = 'pending'"
         ).fetchall()
@@ -486,12 +474,12 @@ def test_a_first_load_in_chunks_keeps_what_it_wrote(
     proc = h.spawn_cli(pausing, "run", "--target", target, "--quiet", "--settle", "0")
     try:
         # the run creates every lake table before it writes a file
-        wait_for_line(proc, "paused at during_files")
+        h.wait_for_line(proc, "paused at during_files")
         users_table = open_tables(target)["app.users"].current
         chunk = Path(local(users_table.location())) / iceberg.run_folder(1) / "chunk-00000.parquet"
         first_chunk = None
         for _ in range(200):
-            wait_for_line(proc, "paused at during_files")
+            h.wait_for_line(proc, "paused at during_files")
             if first_chunk is not None:
                 break  # a pause after the one that saw the chunk: it is recorded by now
             if chunk.exists():
