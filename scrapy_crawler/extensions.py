@@ -1,4 +1,4 @@
-"""The end-of-crawl report: pages by type, records by kind, drops by reason, missing pages."""
+"""The end-of-crawl report: pages by type, records, drops by reason, missing pages, seeds kept."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Self
 
-from scrapy import Spider, signals
+from scrapy import signals
 from scrapy.crawler import Crawler
+
+from scrapy_crawler.seeds import REFUSED_STAT, REPLACED_STAT
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +47,19 @@ def build_report(stats: Mapping[str, Any], reason: str = "finished") -> str:
     failed = {code: n for code, n in http_errors.items() if not code.startswith(("2", "3"))}
     if failed:
         section("HTTP error responses", failed)
+    if stats.get(REFUSED_STAT):
+        lines.append("seed files replaced: none, the seeds were left as they were")
+    else:
+        lines.append(f"seed files replaced: {int(stats.get(REPLACED_STAT, 0))}")
     return "\n".join(lines)
 
 
 class CrawlReport:
-    """Logs the report and prints it on stdout when the spider closes."""
+    """Logs the report and prints it on stdout once the crawl is over.
+
+    On `engine_stopped`, not `spider_closed`: the seeds are replaced on `spider_closed`, by a
+    pipeline whose handler runs after the extensions' handlers.
+    """
 
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
@@ -57,10 +67,11 @@ class CrawlReport:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         extension = cls(crawler)
-        crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(extension.engine_stopped, signal=signals.engine_stopped)
         return extension
 
-    def spider_closed(self, spider: Spider, reason: str) -> None:
-        report = build_report(self.crawler.stats.get_stats(), reason)
+    def engine_stopped(self) -> None:
+        stats = self.crawler.stats.get_stats()
+        report = build_report(stats, str(stats.get("finish_reason", "finished")))
         logger.info("%s", report)
         print(report, flush=True)  # the report is the command's output

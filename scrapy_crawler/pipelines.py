@@ -1,4 +1,4 @@
-"""Item pipelines: validate each record, then merge records per row and write the seed CSVs.
+"""Item pipelines: validate each record, merge records per row, and replace the seed CSVs.
 
 The CSVs are a function of the set of records alone: rows are sorted by key, and two values of
 one field are decided by page priority, then page URL, then the value itself, never by the
@@ -16,11 +16,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Self, get_args, get_type_hints
 
+from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 
 from scrapy_crawler.files import atomic_write
 from scrapy_crawler.items import ITEM_CLASSES, AnimeVoiceActor, Record
+from scrapy_crawler.seeds import REFUSED_STAT, REPLACED_STAT, SeedsRefused, replace_seeds
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +196,13 @@ def write_csv(path: Path, header: Iterable[str], rows: Iterable[Iterable[Any]]) 
 
 
 class CsvWriterPipeline:
-    """Collects validated records and writes the merged seed CSVs when the spider closes."""
+    """Collects validated records and, when the spider closes, replaces the seed CSVs.
+
+    It works on `spider_closed` rather than in `close_spider` because only the signal says why
+    the spider closed: an interrupted crawl must leave the seeds alone. The outcome goes into
+    the stats (`seeds/replaced`, or the summary in `seeds/refused`) for the report and the
+    `crawl` command's exit code.
+    """
 
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
@@ -202,16 +210,31 @@ class CsvWriterPipeline:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        return cls(crawler)
+        pipeline = cls(crawler)
+        crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
+        return pipeline
 
     def process_item(self, item: Any) -> Any:
         if isinstance(item, Record):
             self.tables.add(item)
         return item
 
-    def close_spider(self) -> None:
-        folder = Path(self.crawler.settings.get("SEEDS_DIR") or "seeds")
-        counts = self.tables.write(folder)
-        for seed, count in counts.items():
-            self.crawler.stats.set_value(f"rows/{seed}", count)
-        logger.info("Wrote %d seed files to %s", len(counts), folder)
+    def spider_closed(self, reason: str) -> None:
+        settings, stats = self.crawler.settings, self.crawler.stats
+        folder = Path(settings.get("SEEDS_DIR") or "seeds")
+        try:
+            changes = replace_seeds(
+                self.tables,
+                folder,
+                finish_reason=reason,
+                allow_shrink=settings.getbool("SEEDS_ALLOW_SHRINK"),
+            )
+        except SeedsRefused as refused:
+            changes = refused.changes
+            stats.set_value(REFUSED_STAT, str(refused))
+            logger.error("%s", refused)
+        else:
+            stats.set_value(REPLACED_STAT, len(changes))
+            logger.info("Replaced %d seed files in %s", len(changes), folder)
+        for change in changes:
+            stats.set_value(f"rows/{change.table}", change.after)

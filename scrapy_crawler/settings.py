@@ -12,6 +12,8 @@ except PackageNotFoundError:  # running from a checkout that is not installed
 BOT_NAME = "scrapy_crawler"
 SPIDER_MODULES = ["scrapy_crawler.spiders"]
 NEWSPIDER_MODULE = "scrapy_crawler.spiders"
+# Our `crawl` replaces Scrapy's: one-line argument errors, exit 1 when the seeds were kept.
+COMMANDS_MODULE = "scrapy_crawler.commands"
 
 # Say who we are and where to complain.
 USER_AGENT = (
@@ -67,6 +69,8 @@ EXTENSIONS = {
 
 # Where the seed CSVs go; the spider's `-a out=DIR` overrides it.
 SEEDS_DIR = "seeds"
+# Replace a seed file even when it would lose more than half its rows (`-a allow_shrink=true`).
+SEEDS_ALLOW_SHRINK = False
 # Set by the spider's `-a replay=DIR` / `-a save=DIR`.
 REPLAY_DIR = None
 SAVE_DIR = None

@@ -65,6 +65,15 @@ def page_type(url: str) -> PageType | None:
     return None
 
 
+def is_site_url(url: str) -> bool:
+    """True for an http(s) URL on myanimelist.net (or one of its subdomains)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return parts.scheme in ("http", "https") and (
+        host == "myanimelist.net" or host.endswith(".myanimelist.net")
+    )
+
+
 def link_id(href: str | None, kind: str) -> int | None:
     """The id of a `kind` entity ("anime", "person", "company", ...) in a link, or None."""
     if not href:
