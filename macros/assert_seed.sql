@@ -1,10 +1,12 @@
 {#- Checks a seed before anything is built from it, so that a bad crawl fails with a message
     naming the file, the rows and the problem (the application tables are left as they were):
     keys that appear twice, required values missing, values outside an accepted set.
-    Called at the top of each staging model with the seed's relation. -#}
-{% macro assert_seed(seed, key, required=[], accepted={}) -%}
+    Called at the top of each staging model with the seed's relation. The key is the seed's
+    `config.meta.key` in seeds/_seeds.yml, the one declaration animedb/seeds.py reads as well. -#}
+{% macro assert_seed(seed, required=[], accepted={}) -%}
   {%- if execute -%}
     {%- set file = 'seeds/' ~ seed.identifier ~ '.csv' -%}
+    {%- set key = seed_key(seed) -%}
     {%- set key_list = key | join(', ') -%}
 
     {%- set duplicates = run_query(
@@ -34,4 +36,15 @@
       {%- endif -%}
     {%- endfor -%}
   {%- endif -%}
+{%- endmacro %}
+
+{#- The key a seed declares as `config.meta.key` (a column or a list of them), from the graph -#}
+{% macro seed_key(seed) -%}
+  {%- set nodes = graph.nodes.values() | selectattr('resource_type', 'equalto', 'seed')
+                  | selectattr('alias', 'equalto', seed.identifier) | list -%}
+  {%- set key = (nodes[0].config.meta or {}).get('key') if nodes else none -%}
+  {%- if not key -%}
+    {{ exceptions.raise_compiler_error('seed ' ~ seed.identifier ~ ' declares no key: add `config: {meta: {key: [its key columns]}}` to it in seeds/_seeds.yml') }}
+  {%- endif -%}
+  {{ return([key] if key is string else key) }}
 {%- endmacro %}

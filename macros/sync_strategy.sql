@@ -6,7 +6,9 @@
          columns, the surrogate key and the natural key are never written);
       3. insert rows with new natural keys, in surrogate-key order;
       4. with `sync_missing_flag` (a boolean column) instead of deleting: set it false on rows the
-         model no longer lists (and the update of step 2 sets it true again if they come back).
+         model no longer lists (and the update of step 2 sets it true again if they come back);
+         refused when it would flag more than a quarter of the listed rows, unless the variable
+         allow_mass_delisting is true (macros/delisting_guard.sql).
     Configure with unique_key (the natural key), surrogate_key, sync_updates (false: insert-only,
     for tables exported by id), sync_delete_scope, sync_missing_flag, and sync_nullable_keys
     (natural key columns that may be null; matched null-safely, the others with plain equality
@@ -36,6 +38,7 @@
 
   {%- set flag = config.get('sync_missing_flag') %}
   {% if flag %}
+  {%- do guard_mass_delisting(target, source, flag, match) %}
   update {{ target }} as t
   set {{ adapter.quote(flag) }} = false
   where t.{{ adapter.quote(flag) }}

@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_anime'), key=['anime_id'], required=['anime_id', 'title'],
+{{ assert_seed(ref('mal_anime'), required=['anime_id', 'title'],
                accepted={'season': ['winter', 'spring', 'summer', 'fall']}) }}
 
 with source as (

@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_anime_adaptations'), key=['anime_id', 'manga_id'], required=['anime_id', 'manga_id']) }}
+{{ assert_seed(ref('mal_anime_adaptations'), required=['anime_id', 'manga_id']) }}
 
 with source as (
 

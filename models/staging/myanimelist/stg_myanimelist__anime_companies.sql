@@ -1,5 +1,4 @@
-{{ assert_seed(ref('mal_anime_companies'), key=['anime_id', 'company_id', 'role'],
-               required=['anime_id', 'company_id', 'role'],
+{{ assert_seed(ref('mal_anime_companies'), required=['anime_id', 'company_id', 'role'],
                accepted={'role': ['studio', 'producer', 'licensor']}) }}
 
 with source as (

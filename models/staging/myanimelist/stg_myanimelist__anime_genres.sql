@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_anime_genres'), key=['anime_id', 'genre_id'], required=['anime_id', 'genre_id']) }}
+{{ assert_seed(ref('mal_anime_genres'), required=['anime_id', 'genre_id']) }}
 
 with source as (
 

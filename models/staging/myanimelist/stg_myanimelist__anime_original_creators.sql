@@ -1,5 +1,4 @@
-{{ assert_seed(ref('mal_anime_original_creators'), key=['anime_id', 'person_id', 'role'],
-               required=['anime_id', 'person_id', 'role']) }}
+{{ assert_seed(ref('mal_anime_original_creators'), required=['anime_id', 'person_id', 'role']) }}
 
 with source as (
 

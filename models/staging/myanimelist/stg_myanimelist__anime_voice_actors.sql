@@ -1,5 +1,4 @@
-{{ assert_seed(ref('mal_anime_voice_actors'), key=['anime_id', 'character_id', 'person_id', 'language'],
-               required=['anime_id', 'character_id', 'person_id', 'character_role'],
+{{ assert_seed(ref('mal_anime_voice_actors'), required=['anime_id', 'character_id', 'person_id', 'character_role'],
                accepted={'character_role': ['Main', 'Supporting']}) }}
 
 with source as (

@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_companies'), key=['company_id'], required=['company_id', 'name']) }}
+{{ assert_seed(ref('mal_companies'), required=['company_id', 'name']) }}
 
 with source as (
 

@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_genres'), key=['genre_id'], required=['genre_id', 'name', 'kind'],
+{{ assert_seed(ref('mal_genres'), required=['genre_id', 'name', 'kind'],
                accepted={'kind': ['genre', 'explicit_genre', 'theme', 'demographic']}) }}
 
 with source as (

@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_manga'), key=['manga_id'], required=['manga_id', 'title']) }}
+{{ assert_seed(ref('mal_manga'), required=['manga_id', 'title']) }}
 
 with source as (
 

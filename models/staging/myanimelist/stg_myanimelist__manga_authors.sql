@@ -1,5 +1,4 @@
-{{ assert_seed(ref('mal_manga_authors'), key=['manga_id', 'person_id', 'role'],
-               required=['manga_id', 'person_id', 'role']) }}
+{{ assert_seed(ref('mal_manga_authors'), required=['manga_id', 'person_id', 'role']) }}
 
 with source as (
 

@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_people'), key=['person_id'], required=['person_id', 'name']) }}
+{{ assert_seed(ref('mal_people'), required=['person_id', 'name']) }}
 
 with source as (
 
