@@ -8,7 +8,9 @@ answer through `animedb env`, which prints the variables its profile reads.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import re
 import shlex
 import warnings
 from collections.abc import Iterator, Mapping
@@ -23,9 +25,17 @@ PG_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
 DEFAULT_DATABASE = "animedb"
 EMBEDDED_USER = "postgres"
 HOME_VARIABLE = "ANIMEDB_HOME"
-# The least-privileged roles the unattended tools act as (created by dbt, macros/roles.sql).
+_LOGIN_REFUSED = re.compile(r"FATAL:|fe_sendauth")
+_PASSWORD_PARAMETER = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+# The least-privileged roles the unattended tools log in as (created by dbt, macros/roles.sql).
 GENERATOR_ROLE = "animedb_generator"
 EXPORTER_ROLE = "animedb_exporter"
+CONNECTION_HINT = "check PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE"
+TOOL_LOGIN_HINT = (
+    "the tools log in as their own roles, which `animedb dbt build` creates: on a server that "
+    "asks for passwords, give each role one in the libpq password file (~/.pgpass or "
+    "$PGPASSFILE), or set PGUSER to the role and PGPASSWORD to its password"
+)
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -55,6 +65,14 @@ class Settings:
         return psycopg.conninfo.make_conninfo(
             "", **{k: v for k, v in params.items() if v is not None}
         )
+
+    def login(self, role: str) -> Settings:
+        """These settings for a tool that logs in as `role`: PGPASSWORD belongs to PGUSER, so it
+        goes along only when PGUSER names the role; otherwise the password is libpq's to find in
+        its password file (an empty one makes libpq look there, not in the environment)."""
+        if self.user == role:
+            return self
+        return dataclasses.replace(self, user=role, password="")
 
     def environment(self) -> dict[str, str]:
         """The PG* variables that point any libpq client (psql, dbt, DuckDB) at this database."""
@@ -189,31 +207,33 @@ def connect(
     role: str | None = None,
     connect_timeout: int = 10,
 ) -> psycopg.Connection[TupleRow]:
-    """Open a connection, naming the tool in pg_stat_activity and, with `role`, acting as that
-    role for the whole session. Failures become DatabaseUnavailable with one clear line."""
+    """Open a connection, naming the tool in pg_stat_activity; with `role`, logged in as that
+    role itself (never SET ROLE from a stronger user, which RESET ROLE would give back).
+    Failures become DatabaseUnavailable with one clear line."""
     settings = resolve() if settings is None else settings
+    if role is not None:
+        settings = settings.login(role)
     try:
-        conn = psycopg.connect(
+        return psycopg.connect(
             settings.conninfo(application_name=application_name, connect_timeout=connect_timeout),
             autocommit=autocommit,
         )
     except psycopg.OperationalError as exc:
+        reason = _first_line(exc)
+        as_role = "" if role is None else f" as {role}"
+        # the server answered and turned the login away, or asked for a password libpq has
+        # not got: a matter of the role's credentials
+        refused = role is not None and bool(_LOGIN_REFUSED.search(str(exc)))
+        hint = TOOL_LOGIN_HINT if refused else CONNECTION_HINT
         raise DatabaseUnavailable(
-            f"cannot connect to {settings.describe()}: {_first_line(exc)} "
-            "(check PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE)"
+            f"cannot connect to {settings.describe()}{as_role}: {reason} ({hint})"
         ) from exc
-    if role is not None:
-        try:
-            conn.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
-            if not autocommit:
-                conn.commit()  # a later rollback must not undo the role
-        except psycopg.Error as exc:
-            conn.close()
-            raise DatabaseUnavailable(
-                f"cannot act as role {role} on {settings.describe()}: {_first_line(exc)} "
-                "(run `animedb dbt build`, which creates the roles and grants them to its user)"
-            ) from exc
-    return conn
+
+
+def redact_conninfo(text: str) -> str:
+    """`text` with the value of any `password=` connection parameter masked (DuckDB and libpq
+    can repeat a whole connection string in their errors)."""
+    return _PASSWORD_PARAMETER.sub("password=********", text)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from animedb import db
+from animedb import db, seeds
 from animedb import dbt as dbt_runner
 from exporter import ExportError, RunSummary, run_export
 from exporter.cli import console as exporter_console
@@ -167,7 +167,7 @@ def main(shared_pages: Path, replay_urls: str) -> None:
         with step("6. Summary and report"):
             summary(settings)
             write_report(str(LAKE), REPORT)
-    except (db.DatabaseUnavailable, ExportError, GeneratorError) as exc:
+    except (db.DatabaseUnavailable, seeds.SeedError, ExportError, GeneratorError) as exc:
         raise click.ClickException(str(exc)) from exc
     console.print(f"[bold green]demo finished in {time.monotonic() - started:.0f} s[/bold green]")
     console.print(f"lake: {LAKE}")

@@ -398,7 +398,6 @@ def instrument_exporter(phases: Phases) -> None:
         (run_module, "load_tables", "setup: protocol"),
         (run_module, "_start_or_resume", "setup: protocol"),
         (protocol, "connect", "setup: protocol"),
-        (protocol, "check_privileges", "setup: protocol"),
         (protocol, "acquire_lock", "setup: protocol"),
         (protocol, "commit_run", "setup: protocol"),
         (duck, "connect", "setup: duckdb"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +35,7 @@ from exporter.verify import TableCheck
 from exporter.verify import verify as run_verify
 
 LOG_WIDTH = 200  # a log or a pipe has no width: wide enough that no table is cut
+MAX_SETTLE_SECONDS = 3600.0  # a bound an hour behind now() already exports nothing recent
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -108,7 +110,7 @@ def lake_options(command: Any) -> Any:
 @lake_options
 @click.option(
     "--settle",
-    type=float,
+    type=click.FloatRange(0, MAX_SETTLE_SECONDS),
     default=DEFAULT_SETTLE.total_seconds(),
     show_default=True,
     help="Seconds the bound stays behind now(), for transactions just starting.",
@@ -129,8 +131,8 @@ def run(
 
     Example: python -m exporter run --target ./lake
     """
-    if settle < 0:
-        raise click.BadParameter("must be 0 or more", param_hint="--settle")
+    if not math.isfinite(settle):  # nan passes every range check
+        raise click.BadParameter(f"{settle} is not a number of seconds", param_hint="--settle")
     wait = dt.timedelta(seconds=settle)
     try:
         if quiet or as_json:
@@ -261,7 +263,7 @@ def status(target: str | None, catalog: str | None, namespace: str | None, as_js
         out.print(
             f"[yellow]the bound is held back by pid {b['pid']} "
             f"({b['application_name'] or 'no name'}, "
-            f"{b['state']}), in a transaction open for {b['open_for']}: {b['query']}[/yellow]"
+            f"{b['state']}), in a transaction open for {b['open_for']}[/yellow]"
         )
 
 

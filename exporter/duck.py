@@ -113,12 +113,10 @@ def attach_postgres(
     role: str | None = db.EXPORTER_ROLE,
     application_name: str = READER_APPLICATION,
 ) -> None:
-    """Attach PostgreSQL read-only, acting as `role` (a startup option, kept because the
-    connection pool, which would DISCARD ALL and drop the role, is off)."""
-    options = {"application_name": application_name, "connect_timeout": "10"}
+    """Attach PostgreSQL read-only, logged in as `role` (None: as the settings' own user)."""
     if role:
-        options["options"] = f"-c role={role}"
-    conninfo = settings.conninfo(**options)
+        settings = settings.login(role)
+    conninfo = settings.conninfo(application_name=application_name, connect_timeout="10")
     con.execute("SET pg_use_ctid_scan = false")
     con.execute("SET pg_pool_max_connections = 0")
     try:
@@ -147,8 +145,11 @@ def use_s3(con: duckdb.DuckDBPyConnection, access: S3Access) -> None:
 
 
 def _masked(text: str, settings: db.Settings) -> str:
-    """DuckDB repeats the whole connection string in its errors: never show the password."""
-    return text.replace(settings.password, "********") if settings.password else text
+    """DuckDB repeats the whole connection string in its errors: never show the password (nor
+    a token a subclass of Settings puts in the connection string)."""
+    if settings.password:
+        text = text.replace(settings.password, "********")
+    return db.redact_conninfo(text)
 
 
 def first_line(exc: BaseException) -> str:

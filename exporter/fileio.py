@@ -20,6 +20,8 @@ from urllib.parse import urlparse
 from pyiceberg.io import FileIO, InputFile, InputStream, OutputFile, OutputStream
 from pyiceberg.typedef import EMPTY_DICT, Properties
 
+from exporter.errors import ExportError
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -33,17 +35,24 @@ def s3_client(endpoint: str | None = None, region: str | None = None) -> S3Clien
         import boto3
         from botocore.config import Config
 
-        _clients[key] = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=region,
-            config=Config(
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=60,
-                s3={"addressing_style": "path"},
-            ),
-        )
+        try:
+            _clients[key] = boto3.session.Session().client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=region,
+                config=Config(
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    connect_timeout=5,
+                    read_timeout=60,
+                    s3={"addressing_style": "path"},
+                ),
+            )
+        except ValueError as exc:  # botocore's word for an endpoint that is not a URL
+            raise ExportError(
+                f"the S3 endpoint is not usable: {exc} (set AWS_ENDPOINT_URL, "
+                "AWS_ENDPOINT_URL_S3 or the catalog's s3.endpoint to a URL such as "
+                "http://127.0.0.1:9000, or unset them for AWS itself)"
+            ) from exc
     return _clients[key]
 
 

@@ -116,7 +116,6 @@ class Blocker:
     application_name: str
     state: str
     xact_start: dt.datetime
-    query: str
 
 
 @dataclass
@@ -151,55 +150,42 @@ def acquire_lock(conn: psycopg.Connection[TupleRow]) -> None:
         "   and l.classid = (%s >> 32)::oid and l.objid = (%s & 4294967295)::oid",
         (LOCK_KEY, LOCK_KEY),
     ).fetchone()
-    who = (
-        f" (pid {holder[0]}, {holder[1] or 'no name'}, since {holder[2]:%Y-%m-%d %H:%M:%S})"
-        if holder
-        else ""
-    )
+    who = ""
+    if holder:
+        # another user's session shows its name but not its start (pg_read_all_stats would)
+        since = f", since {holder[2]:%Y-%m-%d %H:%M:%S}" if holder[2] is not None else ""
+        who = f" (pid {holder[0]}, {holder[1] or 'no name'}{since})"
     raise ExportBusy(
         f"another exporter is running{who}: only one runs at a time, so this one stops"
     )
 
 
-def check_privileges(conn: psycopg.Connection[TupleRow]) -> None:
-    row = conn.execute(
-        "select current_user, pg_has_role(current_user, 'pg_read_all_stats', 'usage')"
-    ).fetchone()
-    if not row or not row[1]:
-        raise ExportError(
-            f"role {row[0] if row else '?'} cannot see other sessions' transactions, which the "
-            "watermark bound needs: an administrator must GRANT pg_monitor TO animedb_exporter"
-        )
-
-
+# etl.oldest_open_transaction() (macros/etl_schema.sql) reads pg_stat_activity for the exporter,
+# which may see no other session's transaction itself.
 _BOUND_TIME_SQL = """
-select now(),
-       (select count(*) from pg_prepared_xacts),
-       a.pid, a.application_name, a.state, a.xact_start, left(a.query, 200)
-from (select 1) as one
-left join lateral (
-    select pid, application_name, state, xact_start, query
-    from pg_stat_activity
-    where backend_type = 'client backend'
-      and xact_start is not null
-      and pid <> pg_backend_pid()
-      and application_name not like 'animedb-exporter%%'
-    order by xact_start
-    limit 1
-) as a on true
+select now(), (select count(*) from pg_prepared_xacts), o.pid, o.application_name, o.state,
+       o.xact_start
+from etl.oldest_open_transaction() as o
 """
 
 
 def read_time_bound(conn: psycopg.Connection[TupleRow], settle: dt.timedelta) -> Bounds:
     """The bound of `modified` windows, in a statement of its own, before any data is read."""
-    row = conn.execute(_BOUND_TIME_SQL).fetchone()
+    try:
+        row = conn.execute(_BOUND_TIME_SQL).fetchone()
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction) as exc:
+        raise ExportError(
+            f"the watermark bound is not available to {db.EXPORTER_ROLE}: "
+            f"{str(exc).strip().splitlines()[0]} (run `animedb dbt build`, which creates "
+            "etl.oldest_open_transaction() and lets the exporter call it)"
+        ) from exc
     assert row is not None
-    read_at, prepared, pid, app, state, xact_start, query = row
+    read_at, prepared, pid, app, state, xact_start = row
     blocker = None
     bound = read_at - settle
     if xact_start is not None and xact_start < bound:
         bound = xact_start
-        blocker = Blocker(int(pid), str(app or ""), str(state or ""), xact_start, str(query or ""))
+        blocker = Blocker(int(pid), str(app or ""), str(state or ""), xact_start)
     return Bounds(bound_time=bound, read_at=read_at, blocker=blocker, prepared=int(prepared))
 
 

@@ -11,6 +11,7 @@ finished yet shows with the tables it has committed so far.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import html
 from collections import defaultdict
@@ -376,8 +377,16 @@ def write_report(
 ) -> Path:
     """Collect the lake's facts and write the page, atomically; returns its path."""
     page = render(collect(target, catalog, namespace))
-    output.parent.mkdir(parents=True, exist_ok=True)
     staged = output.with_name(f".{output.name}.tmp")
-    staged.write_text(page, encoding="utf-8")
-    staged.replace(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staged.write_text(page, encoding="utf-8")
+        staged.replace(output)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            staged.unlink(missing_ok=True)
+        raise ExportError(
+            f"cannot write the report to {output}: {exc.strerror or exc} "
+            "(choose a writable place with --output)"
+        ) from exc
     return output

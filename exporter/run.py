@@ -691,7 +691,6 @@ def _run(
     house = iceberg.open_house(destination, catalog, namespace)
     conn = protocol.connect(settings)
     with conn:
-        protocol.check_privileges(conn)
         protocol.acquire_lock(conn)
         iceberg.claim(house, *protocol.source_identity(conn))
         tables = {t.name: t for t in load_tables(conn, house.key)}

@@ -137,6 +137,5 @@ def status(
                 "state": b.state,
                 "transaction_started": b.xact_start.isoformat(),
                 "open_for": _age(now - b.xact_start),
-                "query": b.query,
             }
     return result

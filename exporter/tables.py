@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from animedb import db
 from exporter.errors import ExportError
 
 LoadType = Literal["id", "modified"]
@@ -83,6 +84,16 @@ def _columns(
 _TYPE_ALIASES = {"int8": "bigint", "int4": "integer", "int2": "smallint"}
 
 
+def _readable(conn: psycopg.Connection[TupleRow], schema: str, relname: str) -> bool:
+    """Whether this session may read the table (and its schema), asked before any read fails."""
+    row = conn.execute(
+        "select has_schema_privilege(%s, 'usage')"
+        " and has_table_privilege(format('%%I.%%I', %s::text, %s::text), 'select')",
+        (schema, schema, relname),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def load_tables(conn: psycopg.Connection[TupleRow], target: str) -> list[ExportedTable]:
     """Every exported table with its watermark for `target` (a target without one starts at
     the beginning: a full load), validated; the first bad row stops everything."""
@@ -108,6 +119,12 @@ def load_tables(conn: psycopg.Connection[TupleRow], target: str) -> list[Exporte
             raise ExportError(
                 f"etl.exported_tables lists {name}, which is not an existing table: "
                 "drop that row or create the table (nothing was exported)"
+            )
+        if not _readable(conn, schema, relname):
+            raise ExportError(
+                f"etl.exported_tables lists {name}, which {db.EXPORTER_ROLE} may not read: an "
+                f"administrator must GRANT SELECT ON {name} TO {db.EXPORTER_ROLE} (dbt build "
+                "does for the tables it exports), or drop that row (nothing was exported)"
             )
         for role, column in (("key", key), ("cursor", cursor)):
             if column not in columns:

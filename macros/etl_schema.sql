@@ -69,6 +69,40 @@
   $fn$;
   revoke execute on function etl.source_identity() from public;
 
+  {#- The watermark bound: the start of the oldest transaction still open in a client session
+      other than the exporter's, with its pid, name and state for the message, and nothing
+      else (no query text, no settings). Its owner, the user that runs dbt, reads every
+      session's statistics; the exporter, which may only call this, reads none. -#}
+  create or replace function etl.oldest_open_transaction(
+      out pid integer, out application_name text, out state text, out xact_start timestamptz)
+  language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $fn$
+  begin
+      if not pg_has_role(current_user, 'pg_read_all_stats', 'usage') then
+          raise exception 'etl.oldest_open_transaction() cannot see other sessions'' transactions: its owner % needs pg_read_all_stats (an administrator must run GRANT pg_read_all_stats TO %, then dbt build again)', current_user, current_user
+              using errcode = 'insufficient_privilege';
+      end if;
+      select a.pid, a.application_name, a.state, a.xact_start
+      into pid, application_name, state, xact_start
+      from pg_stat_activity as a
+      where a.backend_type = 'client backend'
+        and a.xact_start is not null
+        and a.pid <> pg_backend_pid()
+        and a.application_name not like 'animedb-exporter%'
+      order by a.xact_start
+      limit 1;
+  end
+  $fn$;
+  revoke execute on function etl.oldest_open_transaction() from public;
+  do $stats$
+  begin
+      if not pg_has_role(current_user, 'pg_read_all_stats', 'usage') then
+          execute format('grant pg_read_all_stats to %I', current_user);
+      end if;
+  exception when insufficient_privilege then
+      raise warning 'the exporter''s watermark bound needs its owner % to read all sessions'' statistics: an administrator must run GRANT pg_read_all_stats TO %', current_user, current_user;
+  end
+  $stats$;
+
   {#- The files a run has written, chunk by chunk: a resumed run keeps those whose checksum
       still matches, so a first load of any size completes across several invocations. -#}
   create table if not exists etl.export_chunks (

@@ -16,6 +16,8 @@
       return null;
   end
   $fn$;
+  {#- a trigger fires without EXECUTE; only creating one needs it, so nobody else may -#}
+  revoke execute on function etl.record_tombstones() from public;
 
   create or replace function etl.refuse_truncate() returns trigger
   language plpgsql as $fn$

@@ -26,6 +26,11 @@ REPO = Path(__file__).resolve().parent.parent
 PG_BIN = Path(os.environ.get("ANIMEDB_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 FIXTURE_SEEDS = REPO / "tests" / "dbt_fixture" / "seeds"
 VENV_BIN = Path(sys.executable).parent
+# The database in which the tool roles must give their password (tests of the Lambda handlers).
+PASSWORD_DATABASE = "animedb_iam"
+PASSWORD_RULE = (
+    f"host {PASSWORD_DATABASE} {db.GENERATOR_ROLE},{db.EXPORTER_ROLE} 127.0.0.1/32 scram-sha-256\n"
+)
 
 
 def free_port() -> int:
@@ -70,6 +75,14 @@ class Server:
             if template:
                 query = sql.SQL("{} template {}").format(query, sql.Identifier(template))
             conn.execute(query)
+            if template:
+                # CREATE DATABASE copies the contents, not the database's own privileges (dbt
+                # took TEMPORARY from PUBLIC on the template): a faithful copy has them too
+                conn.execute(
+                    "update pg_database set datacl = (select datacl from pg_database"
+                    " where datname = %s) where datname = %s",
+                    (template, name),
+                )
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -106,6 +119,10 @@ def start_debian_pg() -> Server:
         check=True,
         capture_output=True,
     )
+    # One database asks the tool roles for a password, as RDS asks them for an IAM token; the
+    # rest trusts loopback as initdb set it up.
+    hba = data / "pg_hba.conf"
+    hba.write_text(PASSWORD_RULE + hba.read_text())
     port = free_port()
     options = (
         f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off "

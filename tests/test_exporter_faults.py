@@ -162,14 +162,88 @@ def test_hostile_or_wrong_table_name_in_the_metadata(
     assert not list(tmp_path.rglob("*.parquet"))
 
 
-def test_exporter_refuses_without_pg_read_all_stats(
+def test_exporter_refuses_when_the_bound_function_cannot_see_sessions(
+    pg: Server, app_db: str, tmp_path: Path
+) -> None:
+    """The exporter reads no statistics itself; the definer function that does refuses to
+    answer (rather than miss other users' transactions) when its owner may not read them."""
+    with pg.connect(app_db, autocommit=True) as conn:
+        conn.execute(
+            "do $$ begin if not exists (select from pg_roles where rolname = 'stats_less') then"
+            " create role stats_less nologin; end if; end $$"
+        )
+        conn.execute("alter function etl.oldest_open_transaction() owner to stats_less")
+        proc = h.run_cli(h.exporter_env(pg, app_db), "run", "--target", str(tmp_path))
+        assert conn.execute("select count(*) from etl.export_runs").fetchone() == (0,)
+    assert proc.returncode == 1
+    assert_one_clear_line(proc.stderr, "GRANT pg_read_all_stats TO stats_less")
+    assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_exporter_refuses_without_the_bound_function(
     pg: Server, app_db: str, tmp_path: Path
 ) -> None:
     with pg.connect(app_db, autocommit=True) as conn:
-        conn.execute("revoke pg_monitor from animedb_exporter")
-        try:
-            proc = h.run_cli(h.exporter_env(pg, app_db), "run", "--target", str(tmp_path))
-        finally:
-            conn.execute("grant pg_monitor to animedb_exporter")
+        conn.execute(
+            "revoke execute on function etl.oldest_open_transaction() from animedb_exporter"
+        )
+        proc = h.run_cli(h.exporter_env(pg, app_db), "run", "--target", str(tmp_path))
     assert proc.returncode == 1
-    assert_one_clear_line(proc.stderr, "GRANT pg_monitor TO animedb_exporter")
+    assert_one_clear_line(proc.stderr, "etl.oldest_open_transaction()")
+
+
+def test_a_listed_table_the_exporter_may_not_read(pg: Server, app_db: str, tmp_path: Path) -> None:
+    with pg.connect(app_db, autocommit=True) as conn:
+        conn.execute("create table app.private_notes (id bigint primary key, note text)")
+        conn.execute(
+            "insert into etl.exported_tables (table_name, load_type, key_column, cursor_column)"
+            " values ('app.private_notes', 'id', 'id', 'id')"
+        )
+        before = watermarks(conn)
+        proc = h.run_cli(h.exporter_env(pg, app_db), "run", "--target", str(tmp_path))
+        assert proc.returncode == 1
+        assert_one_clear_line(
+            proc.stderr,
+            "app.private_notes",
+            "GRANT SELECT ON app.private_notes TO animedb_exporter",
+        )
+        assert watermarks(conn) == before
+        assert conn.execute("select count(*) from etl.export_runs").fetchone() == (0,)
+    assert not list(tmp_path.rglob("*.parquet"))
+
+
+@pytest.mark.parametrize("settle", ["nan", "1e300", "inf", "-1", "soon"])
+def test_a_settle_that_is_no_number_of_seconds(tmp_path: Path, settle: str) -> None:
+    proc = h.run_cli(h.clean_env(), "run", "--target", str(tmp_path), "--settle", settle)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("Error: Invalid value for")
+    assert "--settle" in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_s3_endpoint_that_is_not_a_url(tmp_path: Path) -> None:
+    env = {
+        **h.clean_env(),
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(free_port()),  # nothing there: the lake is checked first
+        "AWS_ENDPOINT_URL": "not a url",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for command in ("run", "status", "verify", "tables"):
+        proc = h.run_cli(env, command, "--target", "s3://lake/prefix")
+        assert proc.returncode == 1, proc.stderr
+        assert_one_clear_line(proc.stderr, "not a url")
+
+
+def test_report_to_a_place_that_cannot_be_written(pg: Server, app_db: str, tmp_path: Path) -> None:
+    env = h.exporter_env(pg, app_db)
+    lake = tmp_path / "lake"
+    assert h.run_cli(env, "run", "--target", str(lake), "--quiet").returncode == 0
+    before = sorted((p, p.stat().st_size) for p in lake.rglob("*"))
+    proc = h.run_cli(env, "report", "--target", str(lake), "--output", "/proc/animedb/report.html")
+    assert proc.returncode == 1
+    assert_one_clear_line(proc.stderr, "cannot write the report to /proc/animedb/report.html")
+    assert sorted((p, p.stat().st_size) for p in lake.rglob("*")) == before

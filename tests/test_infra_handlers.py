@@ -1,93 +1,99 @@
-"""The Lambda handlers end to end: an event in, against a real PostgreSQL and moto's Secrets Manager
-and S3, as the function would see them (the secret RDS manages, the template's environment), and
-rows generated or files in the bucket out."""
+"""The Lambda handlers end to end: an event in, against a real PostgreSQL and moto's S3 and Glue,
+as the function would see them (the template's environment, an IAM token per connection), and
+rows generated or files in the bucket out.
+
+The tool roles must give a password in this database (tests/pg_harness.py), and the password
+is set to the token the handler presents, signed by boto3 for the handler's own user: a handler
+that sent anything else, or logged in as anyone else, would be turned away."""
 
 from __future__ import annotations
 
-import itertools
-import logging
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.rows import TupleRow
 
 import exporter.protocol
 import exporter.run
+from animedb import db
 from tests.exporter_helpers import add_users
-from tests.infra_helpers import (
-    create_rds_secret,
-    export,
-    generate,
-    put_rds_secret,
-    rds,
-    runtime,
-)
-from tests.pg_harness import Server
+from tests.infra_helpers import export, generate, rds, runtime
+from tests.pg_harness import PASSWORD_DATABASE, Server
 from tests.s3_harness import S3Endpoint
-
-PASSWORD = "Rotated-By-RDS-0123456789"
-_logins = itertools.count(1)
 
 
 @dataclass
 class Function:
-    """What a deployed function sees: its environment, its secret, its database."""
+    """What a deployed function sees: its environment, its database, the tokens it signs."""
 
-    secret_arn: str
-    login: str
     dbname: str
     target: str
+    monkeypatch: pytest.MonkeyPatch
+    tokens: dict[str, str] = field(default_factory=dict)  # user -> the token its password is
+    presented: list[str] = field(default_factory=list)  # users a connection was opened for
+
+    def runs_as(self, role: str) -> None:
+        """The template's ANIMEDB_DB_USER of the generator or the exporter function."""
+        self.monkeypatch.setenv(rds.USER_VARIABLE, role)
 
 
-def _make_login(conn: psycopg.Connection[TupleRow]) -> str:
-    """A login role like RDS's master user: no superuser, a member of the tools' roles."""
-    name = f"lambda_admin_{next(_logins)}"
-    conn.execute(
-        sql.SQL("create role {} login password {}").format(
-            sql.Identifier(name), sql.Literal(PASSWORD)
-        )
-    )
-    conn.execute(
-        sql.SQL("grant animedb_generator, animedb_exporter to {}").format(sql.Identifier(name))
-    )
-    return name
+def _accepting_tokens(
+    pg: Server, function: Function, sign: Callable[[str, int, str, str], str]
+) -> Callable[[str, int, str, str], str]:
+    """rds.auth_token as boto3 signs it, with the user's password set to the first token signed
+    for it (the server cannot check a signature; it checks that exactly this text arrives)."""
+    lock = threading.Lock()
+
+    def auth_token(host: str, port: int, user: str, region: str) -> str:
+        with lock:
+            function.presented.append(user)
+            if user not in function.tokens:
+                token = sign(host, port, user, region)
+                assert token.startswith(f"{host}:{port}/?Action=connect&DBUser={user}&")
+                with pg.connect("postgres", autocommit=True) as conn:
+                    conn.execute(
+                        sql.SQL("alter role {} password {}").format(
+                            sql.Identifier(user), sql.Literal(token)
+                        )
+                    )
+                function.tokens[user] = token
+            return function.tokens[user]
+
+    return auth_token
 
 
 @pytest.fixture
 def function(
     pg: Server,
-    app_db: str,
+    built_template: str,
     s3: S3Endpoint,
     s3_target: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Function]:
-    with pg.connect("postgres", autocommit=True) as conn:
-        login = _make_login(conn)
-    arn = create_rds_secret(s3, login, PASSWORD)
+    pg.create_database(PASSWORD_DATABASE, template=built_template)
     for name in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "HOME"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(rds.SECRET_ARN_VARIABLE, arn)
     monkeypatch.setenv(rds.HOST_VARIABLE, pg.host)
     monkeypatch.setenv(rds.PORT_VARIABLE, str(pg.port))
-    monkeypatch.setenv(rds.NAME_VARIABLE, app_db)
+    monkeypatch.setenv(rds.NAME_VARIABLE, PASSWORD_DATABASE)
+    monkeypatch.setenv(rds.REGION_VARIABLE, s3.region)
     # the local server has no TLS: the one setting the template never sets
     monkeypatch.setenv(rds.SSLMODE_OVERRIDE_VARIABLE, "disable")
     monkeypatch.setenv(export.TARGET_VARIABLE, s3_target)
     monkeypatch.setenv(export.MEMORY_VARIABLE, "1024")
     rds.forget()
-    yield Function(arn, login, app_db, s3_target)
+    made = Function(PASSWORD_DATABASE, s3_target, monkeypatch)
+    monkeypatch.setattr(rds, "auth_token", _accepting_tokens(pg, made, rds.auth_token))
+    yield made
     rds.forget()
-    with pg.connect(app_db, autocommit=True) as conn:  # roles are the server's, not the test's
-        for (role,) in conn.execute(
-            "select rolname from pg_roles where rolname like 'lambda\\_admin\\_%%'"
-        ).fetchall():
-            conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
-            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
+    with pg.connect("postgres", autocommit=True) as conn:  # roles are the server's
+        for role in (db.GENERATOR_ROLE, db.EXPORTER_ROLE):
+            conn.execute(sql.SQL("alter role {} password null").format(sql.Identifier(role)))
 
 
 def _count(pg: Server, dbname: str, table: str) -> int:
@@ -97,16 +103,18 @@ def _count(pg: Server, dbname: str, table: str) -> int:
 
 
 def test_generator_handler_writes_a_tick(pg: Server, function: Function) -> None:
+    function.runs_as(db.GENERATOR_ROLE)
     before = _count(pg, function.dbname, "users")
     result = generate.handler({"new_users": 4, "wishlist_adds": 10, "seed": 7}, None)
     assert result["counts"]["users_created"] == 4
     assert _count(pg, function.dbname, "users") == before + 4
     assert result["rows"] > 4
     assert "sslmode=disable" in result["database"]
-    assert rds.fetches == 1
+    assert function.presented and set(function.presented) == {db.GENERATOR_ROLE}
 
 
 def test_exporter_handler_writes_the_lake(pg: Server, function: Function, s3: S3Endpoint) -> None:
+    function.runs_as(db.EXPORTER_ROLE)
     with pg.connect(function.dbname, autocommit=True) as conn:
         add_users(conn, 5, prefix="lambda")
     time.sleep(exporter.run.DEFAULT_SETTLE.total_seconds() + 0.2)  # past the settle margin
@@ -120,13 +128,34 @@ def test_exporter_handler_writes_the_lake(pg: Server, function: Function, s3: S3
     assert any("/users/metadata/" in k and k.endswith(".metadata.json") for k in keys)
     assert sum(t["rows"] for t in result["tables"] if t["table"] == "app.users") >= 5
     assert result["namespace"] == s3.namespace and result["target"] == function.target
+    # every connection (psycopg's and DuckDB's) asked for a token of the exporter's own
+    assert len(function.presented) >= 2 and set(function.presented) == {db.EXPORTER_ROLE}
     # a second run finds nothing new and says so
     again = export.handler(None, None)
     assert again["run_id"] > result["run_id"]
     assert sum(t["rows"] for t in again["tables"] if t["table"] == "app.users") == 0
 
 
+def test_the_tool_roles_must_give_the_token_here(pg: Server, function: Function) -> None:
+    """The proof that the tests above prove something: in this database a tool role without
+    the right password is turned away, and a wrong token is one clear line with no token."""
+    function.runs_as(db.GENERATOR_ROLE)
+    settings = db.Settings(
+        pg.host, pg.port, db.GENERATOR_ROLE, "not-the-token", function.dbname, False
+    )
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(settings.conninfo()).close()
+    function.tokens[db.GENERATOR_ROLE] = "localhost:5432/?Action=connect&X-Amz-Signature=forged"
+    with pytest.raises(runtime.RunFailed) as failed:
+        generate.handler({"new_users": 1, "seed": 3}, None)
+    message = str(failed.value)
+    assert 'password authentication failed for user "animedb_generator"' in message
+    assert "X-Amz-Signature" not in message and "forged" not in message
+    assert len(message.splitlines()) == 1
+
+
 def test_exporter_handler_skips_while_another_exporter_runs(pg: Server, function: Function) -> None:
+    function.runs_as(db.EXPORTER_ROLE)
     with pg.connect(function.dbname, autocommit=True) as holder:
         holder.execute("select pg_advisory_lock(%s)", (exporter.protocol.LOCK_KEY,))
         result = export.handler({}, None)
@@ -135,39 +164,23 @@ def test_exporter_handler_skips_while_another_exporter_runs(pg: Server, function
         assert conn.execute("select count(*) from etl.export_runs").fetchone() == (0,)
 
 
-def test_handlers_act_as_their_roles(pg: Server, function: Function) -> None:
-    """The master user may do anything; the tools may not: they SET ROLE to theirs."""
+def test_handlers_hold_only_their_roles_grants(pg: Server, function: Function) -> None:
     with pg.connect(function.dbname, autocommit=True) as conn:
         conn.execute("revoke insert on app.users from animedb_generator")
-        conn.execute("revoke update on etl.watermarks from animedb_exporter")
         conn.execute("revoke insert on etl.export_runs from animedb_exporter")
-        conn.execute(
-            sql.SQL("grant all on all tables in schema app, etl to {}").format(
-                sql.Identifier(function.login)
-            )
-        )
+    function.runs_as(db.GENERATOR_ROLE)
     with pytest.raises(runtime.RunFailed, match="permission denied for table users"):
         generate.handler({"new_users": 1, "seed": 3}, None)
+    function.runs_as(db.EXPORTER_ROLE)
     with pytest.raises(runtime.RunFailed, match="permission denied for table export_runs"):
         export.handler({}, None)
 
 
-def test_a_rotated_secret_is_read_again(
-    pg: Server, function: Function, s3: S3Endpoint, caplog: pytest.LogCaptureFixture
-) -> None:
-    generate.handler({"new_users": 1, "seed": 1}, None)
-    assert rds.fetches == 1
-    # rotation: a new login in the secret, and the remembered one no longer accepted
-    with pg.connect("postgres", autocommit=True) as conn:
-        new_login = _make_login(conn)
-        put_rds_secret(s3, function.secret_arn, new_login, PASSWORD)
-        conn.execute(sql.SQL("drop role {}").format(sql.Identifier(function.login)))
-    with caplog.at_level(logging.WARNING, logger=rds.__name__):
-        result = generate.handler({"new_users": 2, "seed": 2}, None)
-    assert result["counts"]["users_created"] == 2
-    assert rds.fetches == 2
-    assert "reading the secret again" in caplog.text
-    assert PASSWORD not in caplog.text
+def test_a_function_configured_for_another_user_is_refused(function: Function) -> None:
+    function.runs_as(db.EXPORTER_ROLE)
+    with pytest.raises(runtime.RunFailed, match="logs in as animedb_generator"):
+        generate.handler({}, None)
+    assert function.presented == []
 
 
 def test_tls_is_required_by_default(
@@ -176,6 +189,7 @@ def test_tls_is_required_by_default(
     """Without the override and without the CA bundle (none in the sources: the build fetches
     it) the handler asks for TLS, which the local server does not speak: the attempt fails and
     says why."""
+    function.runs_as(db.GENERATOR_ROLE)
     monkeypatch.delenv(rds.SSLMODE_OVERRIDE_VARIABLE)
     monkeypatch.setattr(rds, "CA_BUNDLE", tmp_path / "not-built.pem")
     with pytest.raises(runtime.RunFailed) as failed:
@@ -183,16 +197,19 @@ def test_tls_is_required_by_default(
     message = str(failed.value)
     assert "server does not support SSL, but SSL was required" in message
     assert "server NOT verified" in message
-    assert PASSWORD not in message
+    assert "X-Amz-Signature" not in message
+    function.runs_as(db.EXPORTER_ROLE)
     with pytest.raises(runtime.RunFailed, match="SSL was required"):
         export.handler({}, None)
 
 
 def test_events_with_unknown_fields_are_refused(function: Function) -> None:
+    function.runs_as(db.GENERATOR_ROLE)
     with pytest.raises(runtime.RunFailed, match=r"unknown event field\(s\) key1"):
         generate.handler({"key1": "value1"}, None)
     with pytest.raises(runtime.RunFailed, match="ratings must be a whole number"):
         generate.handler({"ratings": "many"}, None)
+    function.runs_as(db.EXPORTER_ROLE)
     with pytest.raises(runtime.RunFailed, match="unknown event field"):
         export.handler({"target": "s3://elsewhere"}, None)
-    assert rds.fetches == 0  # refused before any work
+    assert function.presented == []  # refused before any work

@@ -1,6 +1,6 @@
 """The Lambda handlers' connection settings without a server: TLS always (verified when the RDS CA
-bundle is packaged), the secret read as RDS keeps it, a refused login noticed through every
-wrapper, no password in any message, and DuckDB sized from the function's memory."""
+bundle is packaged), a fresh IAM token signed by boto3 for the function's own user on every
+connection, no password or token in any message, and DuckDB sized from the function's memory."""
 
 from __future__ import annotations
 
@@ -11,31 +11,28 @@ import psycopg
 import pytest
 
 from animedb import db
-from exporter import ExportError
 from tests.infra_helpers import export, rds
 
-ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-1"
-SECRET = '{"username": "animedb_admin", "password": "Sup3r-Secret-Pa55word"}'
+HOST = "animedb.abc.eu-west-1.rds.amazonaws.com"
 ENV = {
-    rds.SECRET_ARN_VARIABLE: ARN,
-    rds.HOST_VARIABLE: "animedb.abc.eu-west-1.rds.amazonaws.com",
+    rds.HOST_VARIABLE: HOST,
     rds.PORT_VARIABLE: "5432",
     rds.NAME_VARIABLE: "animedb",
+    rds.USER_VARIABLE: db.EXPORTER_ROLE,
+    rds.REGION_VARIABLE: "eu-west-1",
 }
 
 
 @pytest.fixture(autouse=True)
-def fresh_container(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """A container that has read nothing yet; secret reads are counted, not sent."""
+def fresh_container(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A container that has signed nothing yet, with credentials of its own (signing a token
+    is local: nothing is sent anywhere)."""
     rds.forget()
-    reads: list[str] = []
-
-    def fake_fetch(arn: str) -> str:
-        reads.append(arn)
-        return SECRET
-
-    monkeypatch.setattr(rds, "_fetch", fake_fetch)
-    yield reads
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    yield
     rds.forget()
 
 
@@ -66,97 +63,71 @@ def test_tls_override_is_checked(tmp_path: Path) -> None:
         rds.tls({rds.SSLMODE_OVERRIDE_VARIABLE: "off"})
 
 
-def test_settings_map_the_secret_and_the_environment(fresh_container: list[str]) -> None:
-    settings = rds.settings(ENV)
+def test_every_connection_gets_a_token_of_its_own_user() -> None:
+    settings = rds.settings(db.EXPORTER_ROLE, ENV)
     assert (settings.host, settings.port, settings.user, settings.password, settings.dbname) == (
-        ENV[rds.HOST_VARIABLE],
+        HOST,
         5432,
-        "animedb_admin",
-        "Sup3r-Secret-Pa55word",
+        db.EXPORTER_ROLE,
+        None,
         "animedb",
     )
-    conninfo = psycopg.conninfo.conninfo_to_dict(settings.conninfo(application_name="x"))
-    assert conninfo["sslmode"] in ("require", "verify-full")
-    assert conninfo["application_name"] == "x"
-    assert settings.environment()["PGSSLMODE"] == conninfo["sslmode"]
+    first = psycopg.conninfo.conninfo_to_dict(settings.conninfo(application_name="x"))
+    second = psycopg.conninfo.conninfo_to_dict(settings.login(db.EXPORTER_ROLE).conninfo())
+    assert rds.tokens_made == 2
+    assert first["sslmode"] in ("require", "verify-full") and first["application_name"] == "x"
+    for conninfo in (first, second):
+        token = str(conninfo["password"])
+        # botocore's presigned rds-db:connect request for this host, port and user
+        assert token.startswith(f"{HOST}:5432/?Action=connect&DBUser={db.EXPORTER_ROLE}&")
+        assert "X-Amz-Signature=" in token and "X-Amz-Credential=AKIAIOSFODNN7EXAMPLE" in token
+        assert "eu-west-1%2Frds-db%2Faws4_request" in token
     assert "TLS" in settings.describe()
-    rds.settings(ENV)
-    assert fresh_container == [ARN]  # read once per container
-    rds.settings(ENV, refresh=True)
-    assert fresh_container == [ARN, ARN]
+    assert "PGPASSWORD" not in settings.environment()
 
 
-def test_secret_may_carry_the_address_and_must_carry_the_login() -> None:
-    full = rds.parse_secret(
-        '{"username": "u", "password": "p", "host": "h", "port": 6543, "dbname": "d"}', ARN
+def test_the_function_logs_in_as_the_user_the_template_names() -> None:
+    with pytest.raises(rds.ConfigurationError, match="logs in as animedb_generator"):
+        rds.settings(db.GENERATOR_ROLE, ENV)
+    assert rds.tokens_made == 0
+
+
+@pytest.mark.parametrize("missing", [rds.HOST_VARIABLE, rds.USER_VARIABLE, rds.REGION_VARIABLE])
+def test_missing_environment_is_named(missing: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    env = {k: v for k, v in ENV.items() if k != missing}
+    with pytest.raises(rds.ConfigurationError, match=missing):
+        rds.settings(db.EXPORTER_ROLE, env)
+
+
+def test_a_bad_port_is_named() -> None:
+    with pytest.raises(rds.ConfigurationError, match="not a port number"):
+        rds.settings(db.EXPORTER_ROLE, {**ENV, rds.PORT_VARIABLE: "54x"})
+
+
+def test_no_credentials_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    settings = rds.settings(db.EXPORTER_ROLE, ENV)
+    with pytest.raises(rds.ConfigurationError, match="cannot sign an IAM database token"):
+        settings.conninfo()
+
+
+def test_messages_never_show_a_password_or_token() -> None:
+    token = str(
+        psycopg.conninfo.conninfo_to_dict(rds.settings(db.EXPORTER_ROLE, ENV).conninfo())[
+            "password"
+        ]
     )
-    assert (full.host, full.port, full.dbname) == ("h", 6543, "d")
-    for broken in ('{"username": "u"}', "not json", '["u", "p"]'):
-        with pytest.raises(rds.ConfigurationError, match="username and password"):
-            rds.parse_secret(broken, ARN)
-
-
-def test_missing_environment_is_named() -> None:
-    with pytest.raises(rds.ConfigurationError, match=rds.SECRET_ARN_VARIABLE):
-        rds.settings({})
-
-
-def _wrapped(message: str) -> Exception:
-    """A libpq message as the exporter reports it: ExportError <- DatabaseUnavailable <- psycopg."""
-    try:
-        try:
-            try:
-                raise psycopg.OperationalError(message)
-            except psycopg.OperationalError as exc:
-                raise db.DatabaseUnavailable(f"cannot connect: {exc}") from exc
-        except db.DatabaseUnavailable as exc:
-            raise ExportError("run failed") from exc
-    except ExportError as exc:
-        return exc
-
-
-def test_refused_logins_are_recognised_through_the_wrappers() -> None:
-    assert rds.is_authentication_failure(
-        _wrapped('connection failed: FATAL:  password authentication failed for user "a"')
-    )
-    assert rds.is_authentication_failure(
-        ExportError('DuckDB cannot attach: IO Error: ... FATAL:  role "old_admin" does not exist')
-    )
-    assert not rds.is_authentication_failure(_wrapped("connection refused"))
-    # SET ROLE to a missing role is a setup problem, not stale credentials
-    assert not rds.is_authentication_failure(
-        db.DatabaseUnavailable('cannot act as role x: role "animedb_exporter" does not exist')
-    )
-
-
-def test_credentials_are_read_again_once_after_a_refused_login(fresh_container: list[str]) -> None:
-    attempts: list[str | None] = []
-
-    def work(settings: rds.RdsSettings) -> str:
-        attempts.append(settings.user)
-        if len(attempts) == 1:
-            raise _wrapped('FATAL:  password authentication failed for user "animedb_admin"')
-        return "done"
-
-    assert rds.with_fresh_credentials(work, ENV) == "done"
-    assert attempts == ["animedb_admin", "animedb_admin"]
-    assert fresh_container == [ARN, ARN]
-
-    def always_refused(settings: rds.RdsSettings) -> str:
-        raise _wrapped('FATAL:  password authentication failed for user "animedb_admin"')
-
-    with pytest.raises(ExportError):
-        rds.with_fresh_credentials(always_refused, ENV)
-
-
-def test_messages_never_show_a_password() -> None:
-    rds.settings(ENV)
     text = (
-        'IO Error: Unable to connect to Postgres at "host=h user=u password=Sup3r-Secret-Pa55word'
-        " dbname=d\": FATAL: ... Sup3r-Secret-Pa55word and password='quoted secret'"
+        f'IO Error: Unable to connect to Postgres at "host=h user=u password={token}'
+        f" dbname=d\": FATAL: ... {token} and password='quoted secret'"
     )
     masked = rds.redact(text)
-    assert "Sup3r-Secret-Pa55word" not in masked and "quoted secret" not in masked
+    assert "X-Amz-Signature" not in masked and "quoted secret" not in masked
     assert "password=********" in masked
 
 

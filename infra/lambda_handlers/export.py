@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from animedb import db
 from exporter import ExportBusy, ExportError, run_export
 from exporter.duck import DuckConfig
 from exporter.run import Progress, TableResult
@@ -82,4 +83,4 @@ def handler(event: object, context: object) -> dict[str, Any]:
             return {"skipped": str(exc), "database": settings.describe()}
         return {**summary.to_json(), "database": settings.describe()}
 
-    return runtime.invoke("exporter", work, (ExportError,))
+    return runtime.invoke("exporter", db.EXPORTER_ROLE, work, (ExportError,))

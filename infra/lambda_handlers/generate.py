@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from animedb import db
 from generators import GeneratorError, TickConfig, run_tick
 from lambda_handlers import rds, runtime
 
@@ -26,4 +27,4 @@ def handler(event: object, context: object) -> dict[str, Any]:
         summary = run_tick(config, settings)
         return {**summary.as_dict(), "database": settings.describe()}
 
-    return runtime.invoke("generator", work, (GeneratorError,))
+    return runtime.invoke("generator", db.GENERATOR_ROLE, work, (GeneratorError,))

@@ -1,34 +1,35 @@
-"""Connection settings for a Lambda function: host, port and database from the environment the
-template sets, user and password from the RDS-managed master secret, fetched at run time, kept
-while the container lives and fetched again after an authentication failure (RDS rotates it).
+"""Connection settings for a Lambda function: host, port, database and user from the environment
+the template sets, and for every connection a fresh RDS IAM authentication token (boto3 signs it
+locally with the function's own credentials; the template allows each function `rds-db:connect`
+for its own database user only). No function reads the master user's secret.
 
 TLS always: verified against the Amazon RDS CA bundle that build_layers.py puts beside this
 module, else required without verifying the server (and every message says so). db.Settings has
-no TLS fields, so RdsSettings adds them to every conninfo it hands out, which covers psycopg and
-DuckDB's postgres scanner alike.
+no TLS fields, so RdsSettings adds them, and the token, to every conninfo it hands out, which
+covers psycopg and DuckDB's postgres scanner alike.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from animedb import db
 
 if TYPE_CHECKING:
-    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_rds import RDSClient
 
 # Set by infra/template.yaml on both functions.
-SECRET_ARN_VARIABLE = "ANIMEDB_DB_SECRET_ARN"  # noqa: S105  (a variable's name)
 HOST_VARIABLE = "ANIMEDB_DB_HOST"
+USER_VARIABLE = "ANIMEDB_DB_USER"
 PORT_VARIABLE = "ANIMEDB_DB_PORT"
 NAME_VARIABLE = "ANIMEDB_DB_NAME"
+REGION_VARIABLE = "AWS_REGION"  # Lambda's own
 # For tests against a local server without TLS; the template never sets it.
 SSLMODE_OVERRIDE_VARIABLE = "ANIMEDB_DB_SSLMODE"
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -37,15 +38,7 @@ CA_BUNDLE_NAME = "rds-ca-bundle.pem"
 CA_BUNDLE = Path(__file__).with_name(CA_BUNDLE_NAME)
 CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 
-# libpq's words when the server turns the login away (FATAL at connection, never a later ERROR)
-_AUTH_FAILURE = re.compile(
-    r"FATAL:\s+(password authentication failed|PAM authentication failed"
-    r'|role "[^"]*" does not exist)'
-)
-_PASSWORD_PARAMETER = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
-
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class ConfigurationError(RuntimeError):
@@ -62,11 +55,12 @@ class Tls:
 
 @dataclass(frozen=True)
 class RdsSettings(db.Settings):
-    """db.Settings with libpq's TLS parameters on every connection string."""
+    """db.Settings with libpq's TLS parameters and a new IAM token on every connection string."""
 
     sslmode: str = "require"
     sslrootcert: str | None = None
     tls: str = "TLS required"
+    region: str = ""
 
     def conninfo(self, **extra: str | int | None) -> str:
         params: dict[str, str | int | None] = {
@@ -74,6 +68,10 @@ class RdsSettings(db.Settings):
             "sslrootcert": self.sslrootcert,
         }
         params.update(extra)
+        user = str(params.get("user") or self.user)
+        host = str(params.get("host") or self.host)
+        port = int(params.get("port") or self.port or 5432)
+        params["password"] = auth_token(host, port, user, self.region)
         return super().conninfo(**params)
 
     def environment(self) -> dict[str, str]:
@@ -121,103 +119,48 @@ def tls(environ: Mapping[str, str] | None = None, bundle: Path | None = None) ->
     )
 
 
-@dataclass(frozen=True)
-class Secret:
-    username: str
-    password: str
-    host: str | None = None
-    port: int | None = None
-    dbname: str | None = None
-
-
-_client: SecretsManagerClient | None = None
-_secrets: dict[str, Secret] = {}
-_passwords: set[str] = set()  # every password seen, so that no message ever shows one
-fetches = 0  # how many times the secret was read from Secrets Manager (for logs and tests)
+_client: RDSClient | None = None
+_tokens: deque[str] = deque(maxlen=64)  # the latest tokens, so that no message ever shows one
 _warned: list[str] = []  # an unverified server is said once per container, not every run
+tokens_made = 0  # how many tokens this container signed (for logs and tests)
 
 
-def _secrets_client() -> SecretsManagerClient:
+def _rds_client(region: str) -> RDSClient:
     global _client
-    if _client is None:
+    if _client is None or _client.meta.region_name != region:
         import boto3  # the Lambda runtime's; imported late so that tools without it still load
-        from botocore.config import Config
 
-        # fail within seconds, not at the function's timeout, when the endpoint is missing
-        _client = boto3.client(
-            "secretsmanager",
-            config=Config(
-                connect_timeout=5,
-                read_timeout=10,
-                retries={"max_attempts": 3, "mode": "standard"},
-            ),
-        )
+        _client = boto3.session.Session().client("rds", region_name=region)
     return _client
 
 
-def _fetch(arn: str) -> str:
-    global fetches
+def auth_token(host: str, port: int, user: str, region: str) -> str:
+    """An IAM authentication token for `user` at host:port, valid for a login within 15 minutes;
+    signing needs no network, only the function's credentials."""
+    global tokens_made
     from botocore.exceptions import BotoCoreError, ClientError
 
-    fetches += 1
     try:
-        response = _secrets_client().get_secret_value(SecretId=arn)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "error")
-        raise ConfigurationError(
-            f"cannot read the database secret {arn} ({code}): check that it exists and that the "
-            "function's role may call secretsmanager:GetSecretValue on it"
-        ) from exc
-    except BotoCoreError as exc:
-        raise ConfigurationError(
-            f"cannot reach Secrets Manager for {arn}: {exc} "
-            "(in the VPC this needs the Secrets Manager interface endpoint)"
-        ) from exc
-    text = response.get("SecretString")
-    if not text:
-        raise ConfigurationError(f"the database secret {arn} holds no text (SecretString)")
-    return text
-
-
-def parse_secret(text: str, arn: str) -> Secret:
-    """The JSON RDS keeps for a managed master user ({"username", "password"}); host, port and
-    dbname are read too when a hand-made secret carries them."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = None
-    if not isinstance(data, dict) or not data.get("username") or "password" not in data:
-        raise ConfigurationError(
-            f"the database secret {arn} is not JSON with username and password, as RDS keeps "
-            "the master user's secret"
+        token = _rds_client(region).generate_db_auth_token(
+            DBHostname=host, Port=port, DBUsername=user, Region=region
         )
-    port = data.get("port")
-    return Secret(
-        username=str(data["username"]),
-        password=str(data["password"]),
-        host=str(data["host"]) if data.get("host") else None,
-        port=int(port) if port else None,
-        dbname=str(data["dbname"]) if data.get("dbname") else None,
-    )
-
-
-def secret(arn: str, *, refresh: bool = False) -> Secret:
-    """The secret, from this container's memory unless `refresh` (or never read)."""
-    if refresh or arn not in _secrets:
-        value = parse_secret(_fetch(arn), arn)
-        _secrets[arn] = value
-        if value.password:
-            _passwords.add(value.password)
-    return _secrets[arn]
+    except (BotoCoreError, ClientError) as exc:
+        raise ConfigurationError(
+            f"cannot sign an IAM database token for {user}: {exc} (the function's role "
+            "provides the credentials; locally, the AWS SDK's credential chain)"
+        ) from exc
+    tokens_made += 1
+    _tokens.append(token)
+    return token
 
 
 def forget() -> None:
-    """Drop what this container remembers (the client and the secrets); for tests."""
-    global _client, fetches
+    """Drop what this container remembers (the client, the tokens, the warnings); for tests."""
+    global _client, tokens_made
     _client = None
-    _secrets.clear()
+    _tokens.clear()
     _warned.clear()
-    fetches = 0
+    tokens_made = 0
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -227,20 +170,28 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def settings(environ: Mapping[str, str] | None = None, *, refresh: bool = False) -> RdsSettings:
-    """The database the template points the function at, as the secret's user."""
+def settings(role: str, environ: Mapping[str, str] | None = None) -> RdsSettings:
+    """The database the template points the function at, as the tool role `role`, which must be
+    the user the template names (the one the function's IAM policy may connect as)."""
     env = os.environ if environ is None else environ
-    found = secret(_required(env, SECRET_ARN_VARIABLE), refresh=refresh)
-    host = env.get(HOST_VARIABLE) or found.host
-    if not host:
+    host = _required(env, HOST_VARIABLE)
+    user = _required(env, USER_VARIABLE)
+    if user != role:
         raise ConfigurationError(
-            f"{HOST_VARIABLE} is not set and the secret names no host: the template sets it"
+            f"{USER_VARIABLE}={user!r}, but this function logs in as {role}: the template "
+            f"sets {USER_VARIABLE}={role} and allows rds-db:connect for that user only"
         )
     port_text = env.get(PORT_VARIABLE)
     try:
-        port = int(port_text) if port_text else (found.port or 5432)
+        port = int(port_text) if port_text else 5432
     except ValueError:
         raise ConfigurationError(f"{PORT_VARIABLE}={port_text!r} is not a port number") from None
+    region = env.get(REGION_VARIABLE) or env.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigurationError(
+            f"{REGION_VARIABLE} is not set: Lambda sets it; elsewhere set it to the database's "
+            "region"
+        )
     transport = tls(env)
     if not transport.verified and not _warned:
         _warned.append(transport.description)
@@ -248,51 +199,20 @@ def settings(environ: Mapping[str, str] | None = None, *, refresh: bool = False)
     return RdsSettings(
         host=host,
         port=port,
-        user=found.username,
-        password=found.password,
-        dbname=env.get(NAME_VARIABLE) or found.dbname or db.DEFAULT_DATABASE,
+        user=user,
+        password=None,
+        dbname=env.get(NAME_VARIABLE) or db.DEFAULT_DATABASE,
         embedded=False,
         sslmode=transport.sslmode,
         sslrootcert=transport.sslrootcert,
         tls=transport.description,
+        region=region,
     )
 
 
-def is_authentication_failure(exc: BaseException) -> bool:
-    """Whether the server refused the login (stale credentials), anywhere in the chain: psycopg
-    and DuckDB both pass libpq's message on, wrapped by db, the exporter or the generators."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if _AUTH_FAILURE.search(str(current)):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def with_fresh_credentials(
-    work: Callable[[RdsSettings], T], environ: Mapping[str, str] | None = None
-) -> T:
-    """Run `work` with the remembered credentials; if the server refuses them, read the secret
-    again (it was rotated) and run it once more. Work that fails at login has done nothing."""
-    try:
-        return work(settings(environ))
-    except Exception as exc:
-        if not is_authentication_failure(exc):
-            raise
-        log.warning(
-            "the database refused the remembered credentials; reading the secret again "
-            "(rotated?): %s",
-            redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__),
-        )
-    return work(settings(environ, refresh=True))
-
-
 def redact(text: str) -> str:
-    """`text` with every password this container has seen, and any conninfo password, masked
-    (DuckDB repeats the whole connection string in its errors)."""
-    for password in sorted(_passwords, key=len, reverse=True):
-        if len(password) >= 4:  # masking one letter would mangle the message, not protect it
-            text = text.replace(password, "********")
-    return _PASSWORD_PARAMETER.sub("password=********", text)
+    """`text` with every token this container made, and any conninfo password, masked (DuckDB
+    repeats the whole connection string in its errors)."""
+    for token in _tokens:
+        text = text.replace(token, "********")
+    return db.redact_conninfo(text)

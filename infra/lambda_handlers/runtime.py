@@ -1,4 +1,4 @@
-"""What both handlers share: run the work against the database of the secret, log one line of
+"""What both handlers share: run the work against the function's database, log one line of
 summary, and turn any failure into RunFailed with a one-line message holding no secret (the
 runtime logs it, EventBridge Scheduler's invocation counts as failed and Lambda retries it, then
 sends it to the dead-letter queue)."""
@@ -44,10 +44,12 @@ def event_fields(event: object, allowed: frozenset[str], what: str) -> dict[str,
     return {str(key): value for key, value in event.items()}
 
 
-def invoke(what: str, work: Work, expected: tuple[type[BaseException], ...]) -> dict[str, Any]:
-    """Run `work` with the function's database settings (fresh credentials after a refused
-    login). `expected` errors already carry a one-line message; anything else is logged with
-    its traceback, masked, before it is reported."""
+def invoke(
+    what: str, role: str, work: Work, expected: tuple[type[BaseException], ...]
+) -> dict[str, Any]:
+    """Run `work` with the function's database settings, logged in as the tool role `role`.
+    `expected` errors already carry a one-line message; anything else is logged with its
+    traceback, masked, before it is reported."""
     started = time.monotonic()
     known: tuple[type[BaseException], ...] = (
         *expected,
@@ -55,7 +57,7 @@ def invoke(what: str, work: Work, expected: tuple[type[BaseException], ...]) -> 
         rds.ConfigurationError,
     )
     try:
-        result = rds.with_fresh_credentials(work)
+        result = work(rds.settings(role))
     except known as exc:
         message = rds.redact(f"{what} failed: {exc}")
         log.error(message)
