@@ -1,13 +1,10 @@
 """Helpers for the deployment's tests: the template as written and as the SAM transform turns it
-into CloudFormation (offline), the handlers and the layer build importable from infra/, and the
-RDS-managed master secret as moto's Secrets Manager keeps it."""
+into CloudFormation (offline), and the handlers and the layer build importable from infra/."""
 
 from __future__ import annotations
 
 import copy
-import json
 import sys
-import uuid
 from typing import Any
 
 import boto3
@@ -16,7 +13,6 @@ from samtranslator.translator.translator import Translator  # type: ignore[impor
 from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-untyped]
 
 from tests.pg_harness import REPO
-from tests.s3_harness import S3Endpoint
 
 INFRA = REPO / "infra"
 TEMPLATE = INFRA / "template.yaml"
@@ -92,34 +88,3 @@ def references(value: Any) -> set[str]:
         for inner in value:
             found |= references(inner)
     return found
-
-
-def create_rds_secret(endpoint: S3Endpoint, username: str, password: str) -> str:
-    """A secret shaped like the one RDS manages for a master user (username and password only:
-    host, port and database come from the function's environment); its ARN."""
-    client = boto3.client(
-        "secretsmanager",
-        endpoint_url=endpoint.url,
-        aws_access_key_id=endpoint.key_id,
-        aws_secret_access_key=endpoint.secret,
-        region_name=endpoint.region,
-    )
-    created = client.create_secret(
-        Name=f"rds!db-{uuid.uuid4()}",
-        SecretString=json.dumps({"username": username, "password": password}),
-    )
-    return created["ARN"]
-
-
-def put_rds_secret(endpoint: S3Endpoint, arn: str, username: str, password: str) -> None:
-    """A rotation: the secret's current value changes."""
-    client = boto3.client(
-        "secretsmanager",
-        endpoint_url=endpoint.url,
-        aws_access_key_id=endpoint.key_id,
-        aws_secret_access_key=endpoint.secret,
-        region_name=endpoint.region,
-    )
-    client.put_secret_value(
-        SecretId=arn, SecretString=json.dumps({"username": username, "password": password})
-    )
