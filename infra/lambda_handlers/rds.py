@@ -1,7 +1,9 @@
 """Connection settings for a Lambda function: host, port, database and user from the environment
 the template sets, and for every connection a fresh RDS IAM authentication token (boto3 signs it
 locally with the function's own credentials; the template allows each function `rds-db:connect`
-for its own database user only). No function reads the master user's secret.
+for its own database user only). No function reads the master user's secret. A token admits
+logins for 15 minutes, Lambda's longest run: DuckDB opens its further connections from the
+string it was attached with, so they stay within that time.
 
 TLS always: verified against the Amazon RDS CA bundle that build_layers.py puts beside this
 module, else required without verifying the server (and every message says so). db.Settings has
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 class ConfigurationError(RuntimeError):
-    """The function's environment or its secret is not what the template sets up."""
+    """The function's environment is not what the template sets up, or it cannot sign a token."""
 
 
 @dataclass(frozen=True)
