@@ -267,3 +267,11 @@ def test_cli_run_summary_and_json(pg: Server, app_db: str, tmp_path: Path) -> No
     assert proc.returncode == 0 and "total" in proc.stdout and "run 2" in proc.stdout
     proc = h.run_cli(env, "verify", "--target", str(tmp_path))
     assert proc.returncode == 0 and "DIFFERS" not in proc.stdout
+    # a pipe (a CI or Lambda log) gets every table name whole, the longest included
+    names = {t["table"] for t in summary["tables"]}
+    for command in (["run", "--target", str(tmp_path), "--settle", "0"],
+                    ["verify", "--target", str(tmp_path)], ["status", "--target", str(tmp_path)]):  # fmt: skip
+        proc = h.run_cli({**env, "COLUMNS": "40"}, *command)
+        assert proc.returncode == 0, proc.stderr
+        assert "…" not in proc.stdout, proc.stdout
+        assert all(name in proc.stdout for name in names), proc.stdout
