@@ -4,10 +4,11 @@ into CloudFormation (offline), and the handlers and the layer build importable f
 from __future__ import annotations
 
 import copy
-import sys
 from typing import Any
 
 import boto3
+import build_layers  # infra/ (the handlers' package, the layer build) is on pytest's pythonpath
+from lambda_handlers import export, generate, rds, runtime
 from samtranslator.parser.parser import Parser  # type: ignore[import-untyped]
 from samtranslator.translator.translator import Translator  # type: ignore[import-untyped]
 from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-untyped]
@@ -16,12 +17,6 @@ from tests.pg_harness import REPO
 
 INFRA = REPO / "infra"
 TEMPLATE = INFRA / "template.yaml"
-# infra/ holds the handlers' package and the build script; tests import them from here.
-if str(INFRA) not in sys.path:
-    sys.path.insert(0, str(INFRA))
-
-import build_layers  # noqa: E402
-from lambda_handlers import export, generate, rds, runtime  # noqa: E402
 
 __all__ = ["build_layers", "export", "generate", "rds", "runtime"]
 
