@@ -79,6 +79,12 @@ class TickConfig:
     def with_seed(self, seed: int) -> TickConfig:
         return dataclasses.replace(self, seed=seed)
 
+    def for_tick(self, index: int) -> TickConfig:
+        """The config of the index-th tick (from 0) of a run. A run seeded s gives its ticks the
+        seeds s, s + 1, ..., so that `tick --seed N` replays any one of them; an unseeded run
+        leaves each tick to draw its own."""
+        return self if self.seed is None else self.with_seed((self.seed + index) % 2**63)
+
 
 def _check(name: str, value: object) -> str | None:
     if name == "taste":

@@ -178,22 +178,27 @@ class _AnimePicker:
 
 
 class _Planner:
-    def __init__(self, rng: random.Random, catalog: Catalog, config: TickConfig) -> None:
+    def __init__(
+        self, rng: random.Random, catalog: Catalog, config: TickConfig, users: Sequence[User]
+    ) -> None:
         self.rng = rng
         self.catalog = catalog
         self.config = config
+        self.users = {u.user_id: u for u in users}
         self.anime = catalog.by_id()
+        self.genres = Weighted((g, g.weight) for g in catalog.genres)
         self.picker = _AnimePicker(catalog, config.taste)
         self.plan = TickPlan()
 
-    def score(self, username: str, favorite: int | None, anime: Anime) -> int:
+    def score(self, user: UserRef, anime: Anime) -> int:
+        """The score `user` gives `anime`: its public score, their bias and taste, some noise."""
+        who = user if isinstance(user, NewUser) else self.users[user]
         base = anime.score if anime.score is not None else self.catalog.mean_score
-        bonus = FAVORITE_GENRE_BONUS if favorite in anime.genres else 0.0
-        raw = base + user_bias(username) + bonus + self.rng.gauss(0.0, SCORE_NOISE)
+        bonus = FAVORITE_GENRE_BONUS if who.favorite_genre_id in anime.genres else 0.0
+        raw = base + user_bias(who.username) + bonus + self.rng.gauss(0.0, SCORE_NOISE)
         return min(10, max(1, round(raw)))
 
     def new_users(self) -> None:
-        genres = Weighted((g, g.weight) for g in self.catalog.genres)
         names: set[str] = set()
         users = []
         for _ in range(self.config.new_users):
@@ -205,7 +210,7 @@ class _Planner:
             else:
                 continue
             names.add(name)
-            genre = genres.draw(self.rng) if genres else None
+            genre = self.genres.draw(self.rng) if self.genres else None
             users.append(
                 NewUser(
                     username=name,
@@ -220,9 +225,10 @@ class _Planner:
         # Inserted in username order, so that concurrent ticks meet shared names in one order.
         self.plan.new_users = sorted(users, key=lambda u: u.username)
 
-    def profile_edits(self, users: Sequence[User]) -> None:
+    def profile_edits(self) -> None:
         genres = self.catalog.genres
-        for user in self.rng.sample(list(users), min(self.config.profile_edits, len(users))):
+        users = list(self.users.values())
+        for user in self.rng.sample(users, min(self.config.profile_edits, len(users))):
             roll = self.rng.random()
             if roll < 0.5 or not genres:
                 genre = next((g for g in genres if g.genre_id == user.favorite_genre_id), None)
@@ -235,7 +241,7 @@ class _Planner:
             elif roll < 0.85:
                 edit = ProfileEdit(user.user_id, country_code=people.country_code(self.rng) or "JP")
             else:
-                favorite = Weighted((g, g.weight) for g in genres).draw(self.rng)
+                favorite = self.genres.draw(self.rng)
                 edit = ProfileEdit(user.user_id, favorite_genre_id=favorite.genre_id)
             self.plan.profile_edits.append(edit)
 
@@ -296,13 +302,13 @@ class _Planner:
             return Progress(e.user_id, e.anime_id, "completed", episodes, "completed")
         return Progress(e.user_id, e.anime_id, "watching", watched, "watched")
 
-    def wishlist_adds(self, users: Sequence[User], entries: Sequence[Entry]) -> None:
+    def wishlist_adds(self, entries: Sequence[Entry]) -> None:
         # Lists by user: an existing user's id, or a new user's name (ints and strings never meet).
         listed: defaultdict[int | str, set[int]] = defaultdict(set)
         for e in entries:
             listed[e.user_id].add(e.anime_id)
         pool: list[tuple[int | str, UserRef, int | None]] = [
-            (u.user_id, u.user_id, u.favorite_genre_id) for u in users
+            (u.user_id, u.user_id, u.favorite_genre_id) for u in self.users.values()
         ]
         pool += [(u.username, u, u.favorite_genre_id) for u in self.plan.new_users]
         if not pool:
@@ -329,47 +335,31 @@ class _Planner:
                 watched = 1 + int(rng.random() * max(1, (episodes or 25) - 1))
             adds.append(WishlistAdd(user, anime.anime_id, status, watched))
 
-    def ratings(
-        self,
-        users: Sequence[User],
-        entries: Sequence[Entry],
-        moved: dict[tuple[int, int], Progress],
-        removed: set[tuple[int, int]],
-    ) -> None:
-        by_id = {u.user_id: u for u in users}
-        candidates: list[tuple[UserRef, str, int | None, int, str]] = []
+    def ratings(self, entries: Sequence[Entry], moved: dict[tuple[int, int], Progress]) -> None:
+        """Ratings of unrated entries (`entries` are the kept ones) and of this tick's adds."""
+        candidates: list[tuple[UserRef, int, str]] = []
         for e in entries:
             key = (e.user_id, e.anime_id)
             status = moved[key].status if key in moved else e.status
-            if e.score is None and key not in removed and status in RATEABLE:
-                u = by_id[e.user_id]
-                candidates.append((u.user_id, u.username, u.favorite_genre_id, e.anime_id, status))
-        for add in self.plan.wishlist_adds:
-            who: UserRef
-            if add.status in RATEABLE:
-                if isinstance(add.user, NewUser):
-                    who, name, favorite = add.user, add.user.username, add.user.favorite_genre_id
-                else:
-                    u = by_id[add.user]
-                    who, name, favorite = u.user_id, u.username, u.favorite_genre_id
-                candidates.append((who, name, favorite, add.anime_id, add.status))
-        for who, name, favorite, anime_id, _status in weighted_sample(
-            self.rng, candidates, lambda c: RATING_WEIGHT[c[4]], self.config.ratings
+            if e.score is None and status in RATEABLE:
+                candidates.append((e.user_id, e.anime_id, status))
+        candidates += [
+            (add.user, add.anime_id, add.status)
+            for add in self.plan.wishlist_adds
+            if add.status in RATEABLE
+        ]
+        for who, anime_id, _status in weighted_sample(
+            self.rng, candidates, lambda c: RATING_WEIGHT[c[2]], self.config.ratings
         ):
-            score = self.score(name, favorite, self.anime[anime_id])
+            score = self.score(who, self.anime[anime_id])
             self.plan.ratings.append(NewRating(who, anime_id, score))
 
-    def rerates(
-        self, users: Sequence[User], entries: Sequence[Entry], removed: set[tuple[int, int]]
-    ) -> None:
-        by_id = {u.user_id: u for u in users}
-        rated = [
-            e for e in entries if e.score is not None and (e.user_id, e.anime_id) not in removed
-        ]
+    def rerates(self, entries: Sequence[Entry]) -> None:
+        """New scores for rated entries (`entries` are the kept ones)."""
+        rated = [e for e in entries if e.score is not None]
         for e in self.rng.sample(rated, min(self.config.rerates, len(rated))):
             assert e.score is not None
-            u = by_id[e.user_id]
-            score = self.score(u.username, u.favorite_genre_id, self.anime[e.anime_id])
+            score = self.score(e.user_id, self.anime[e.anime_id])
             if score == e.score:  # a second look moves the score by one, within 1..10
                 score = (
                     e.score + 1
@@ -388,13 +378,13 @@ def plan_tick(
     config: TickConfig,
 ) -> TickPlan:
     """The tick's rows. `users` are the acting users (locked), `entries` their list entries."""
-    planner = _Planner(rng, catalog, config)
+    planner = _Planner(rng, catalog, config, users)
     planner.new_users()
-    planner.profile_edits(users)
+    planner.profile_edits()
     removed = planner.removals(entries)
     kept = [e for e in entries if (e.user_id, e.anime_id) not in removed]
     moved = planner.progress(kept)
-    planner.wishlist_adds(users, entries)
-    planner.ratings(users, kept, moved, removed)
-    planner.rerates(users, kept, removed)
+    planner.wishlist_adds(entries)  # the removed ones too: nobody re-adds what they just removed
+    planner.ratings(kept, moved)
+    planner.rerates(kept)
     return planner.plan

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from animedb import db
 from generators.config import TickConfig
-from generators.schedule import RunSummary, tick_seed
+from generators.schedule import RunSummary
 from generators.tick import PHASES, TickSummary, run_tick
 
 KIND_LABELS = {
@@ -47,9 +47,6 @@ def run_ticks(
     with Progress(*columns, console=console, transient=True, disable=disable) as progress:
         task = progress.add_task("ticks", total=count * len(PHASES))
         for index in range(count):
-            tick_config = config
-            if config.seed is not None:
-                tick_config = config.with_seed(tick_seed(config.seed, index))
 
             def on_phase(name: str, index: int = index) -> None:
                 progress.update(
@@ -58,7 +55,7 @@ def run_ticks(
                     description=f"tick {index + 1}/{count}: {name}",
                 )
 
-            summary = run_tick(tick_config, settings, on_phase=on_phase)
+            summary = run_tick(config.for_tick(index), settings, on_phase=on_phase)
             progress.update(task, completed=(index + 1) * len(PHASES))
             summaries.append(summary)
             if lines:

@@ -1,9 +1,16 @@
 """The local scheduler: an interval (`30s`, `5m`) or a 5-field cron expression (read in UTC, like
-EventBridge's), and a loop that runs one tick per slot, never two at once, until told to stop."""
+EventBridge's), and a loop that runs one tick per slot, never two at once, until told to stop.
+
+croniter finds a cron expression's next slot. The five fields are still read here, into the
+plain lists of values croniter is given, because croniter reads some of them otherwise than
+cron does: an equal range (`5-5`, `mon-mon`) is the whole cycle to it, a reversed one
+(`fri-mon`) wraps around where this tool refuses it, a `*` inside a list drops cron's rule that
+either day field may match, and it takes fields and syntax cron has not (seconds, years, `L`,
+`#`, `H`). Its errors also name neither the field nor the value ("[61 * * * *] is not
+acceptable, out of range"); the ones here do."""
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import re
 import threading
@@ -12,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import psycopg
+from croniter import CroniterBadDateError, croniter
 
 from animedb import db
 from generators.config import ConfigError, GeneratorError, TickConfig
@@ -32,8 +40,6 @@ _CRON_FIELDS = (
 _CRON_MACROS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
                 "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *",
                 "@annually": "0 0 1 1 *"}  # fmt: skip
-# A cron expression that matches no minute within this many days never will (e.g. 30 February).
-_CRON_HORIZON_DAYS = 366 * 8
 
 
 class Schedule(Protocol):
@@ -58,37 +64,20 @@ class Every:
 @dataclass(frozen=True)
 class Cron:
     expression: str
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday
-    days_restricted: bool
-    weekdays_restricted: bool
-
-    def _day_matches(self, day: dt.date) -> bool:
-        in_month = day.day in self.days
-        in_week = (day.weekday() + 1) % 7 in self.weekdays
-        if self.days_restricted and self.weekdays_restricted:
-            return in_month or in_week  # cron's rule: either field may match
-        return in_month and in_week
+    """As written (for messages)."""
+    fields: str
+    """The five fields as lists of the values they allow (day of week 0-6, 0 = Sunday): what
+    croniter is given."""
+    either_day: bool
+    """cron's rule: when both day fields are restricted (neither starts with `*`), a day that
+    matches either one matches; otherwise a day must match both."""
 
     def next_after(self, moment: dt.datetime) -> dt.datetime:
-        t = moment.astimezone(UTC).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
-        limit = t + dt.timedelta(days=_CRON_HORIZON_DAYS)
-        while t < limit:
-            if t.month not in self.months:
-                days_left = calendar.monthrange(t.year, t.month)[1] - t.day + 1
-                t = (t + dt.timedelta(days=days_left)).replace(hour=0, minute=0)
-            elif not self._day_matches(t.date()):
-                t = (t + dt.timedelta(days=1)).replace(hour=0, minute=0)
-            elif t.hour not in self.hours:
-                t = (t + dt.timedelta(hours=1)).replace(minute=0)
-            elif t.minute not in self.minutes:
-                t += dt.timedelta(minutes=1)
-            else:
-                return t
-        raise ConfigError(f"cron expression {self.expression!r} never fires")
+        start = moment.astimezone(UTC)
+        try:
+            return croniter(self.fields, start, day_or=self.either_day).get_next(dt.datetime)
+        except CroniterBadDateError:  # no slot within croniter's 50 years
+            raise ConfigError(f"cron expression {self.expression!r} never fires") from None
 
     def describe(self) -> str:
         return f"cron {self.expression!r} (UTC)"
@@ -104,8 +93,7 @@ def parse_schedule(text: str) -> Schedule:
         if seconds <= 0:
             raise ConfigError(f"--every must be a positive interval (got {text!r})")
         return Every(seconds)
-    expression = _CRON_MACROS.get(text.strip().lower(), text)
-    parts = expression.split()
+    parts = _CRON_MACROS.get(text.strip().lower(), text).split()
     if len(parts) != 5:
         raise ConfigError(
             f"--every {text!r} is neither an interval (30s, 5m, 1h) nor a cron expression "
@@ -114,16 +102,11 @@ def parse_schedule(text: str) -> Schedule:
     values = [
         _cron_field(part, *spec, text=text) for part, spec in zip(parts, _CRON_FIELDS, strict=True)
     ]
-    weekdays = frozenset(d % 7 for d in values[4])  # 7 is Sunday too
+    values[4] = frozenset(d % 7 for d in values[4])  # 7 is Sunday too
     cron = Cron(
         expression=text.strip(),
-        minutes=values[0],
-        hours=values[1],
-        days=values[2],
-        months=values[3],
-        weekdays=weekdays,
-        days_restricted=not parts[2].startswith("*"),
-        weekdays_restricted=not parts[4].startswith("*"),
+        fields=" ".join(",".join(map(str, sorted(allowed))) for allowed in values),
+        either_day=not parts[2].startswith("*") and not parts[4].startswith("*"),
     )
     cron.next_after(dt.datetime.now(UTC))  # refuses an expression that never fires
     return cron
@@ -132,6 +115,9 @@ def parse_schedule(text: str) -> Schedule:
 def _cron_field(
     part: str, name: str, low: int, high: int, names: tuple[str, ...], *, text: str
 ) -> frozenset[int]:
+    """The values one field allows, read as cron reads them; a ConfigError names the field and
+    what is wrong with it."""
+
     def bad(why: str) -> ConfigError:
         return ConfigError(f"cron expression {text!r}: {name} field {part!r} {why}")
 
@@ -197,12 +183,6 @@ class RunSummary:
         )
 
 
-def tick_seed(base: int, index: int) -> int:
-    """The seed of the index-th tick (from 0) of a run seeded `base`: base, base + 1, ..., so
-    that `tick --seed N` replays any one tick of a seeded run."""
-    return (base + index) % 2**63
-
-
 def run_every(
     schedule: Schedule,
     config: TickConfig,
@@ -227,9 +207,7 @@ def run_every(
         wait = (due - now()).total_seconds()
         if wait > 0 and stop.wait(wait):
             break
-        tick_config = (
-            config if config.seed is None else config.with_seed(tick_seed(config.seed, index))
-        )
+        tick_config = config.for_tick(index)
         index += 1
         try:
             result = run_tick(tick_config, settings)

@@ -18,7 +18,8 @@ from animedb import db
 from generators import state
 from generators.config import GeneratorError, TickConfig
 from generators.plan import plan_tick
-from generators.write import Conn, write_plan
+from generators.state import Conn
+from generators.write import write_plan
 
 APPLICATION_NAME = "animedb-generator"
 # Steps reported to `on_phase`, in order (a progress bar's ticks).

@@ -4,14 +4,11 @@ round trip per row. The database's triggers still check every row."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping, Sequence
+from typing import LiteralString
 
-import psycopg
-from psycopg.rows import TupleRow
-
-from generators.plan import NewUser, TickPlan, UserRef
-
-Conn = psycopg.Connection[TupleRow]
+from generators.plan import NewRating, NewUser, TickPlan, UserRef, WishlistAdd
+from generators.state import Conn
 
 # Counts by kind, in the order the summary shows them.
 KINDS = (
@@ -33,63 +30,61 @@ def write_plan(
     the entries that name them, rating deletes before entry deletes, status changes before the
     ratings that need them."""
     step = on_step or (lambda _name: None)
-    counts = dict.fromkeys(KINDS, 0)
-
     step("users")
     created = _insert_users(conn, plan.new_users)
-    counts["users_created"] = len(created)
-    if plan.profile_edits:
-        e = plan.profile_edits
-        counts["users_edited"] = conn.execute(
-            """
-            update app.users as u
-            set display_name = coalesce(e.display_name, u.display_name),
-                country_code = coalesce(e.country_code, u.country_code),
-                bio = coalesce(e.bio, u.bio),
-                favorite_genre_id = coalesce(e.favorite_genre_id, u.favorite_genre_id)
-            from unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[])
-                as e(user_id, display_name, country_code, bio, favorite_genre_id)
-            where u.user_id = e.user_id
-            """,
-            (
-                [x.user_id for x in e],
-                [x.display_name for x in e],
-                [x.country_code for x in e],
-                [x.bio for x in e],
-                [x.favorite_genre_id for x in e],
-            ),
-        ).rowcount
-
-    def user_id(user: UserRef) -> int | None:
-        # None: the username was taken meanwhile (by a concurrent tick): the user was not created
-        return created.get(user.username) if isinstance(user, NewUser) else user
-
+    counts = {"users_created": len(created), "users_edited": _edit_profiles(conn, plan)}
     step("wishlist")
-    if plan.removals:
-        rated = [r for r in plan.removals if r.rated]
-        if rated:
-            counts["ratings_removed"] = conn.execute(
-                "delete from app.ratings as r using unnest(%s::bigint[], %s::bigint[])"
-                " as d(user_id, anime_id) where r.user_id = d.user_id and r.anime_id = d.anime_id",
-                ([r.user_id for r in rated], [r.anime_id for r in rated]),
-            ).rowcount
-        counts["wishlist_removed"] = conn.execute(
+    counts |= _write_wishlist(conn, plan, created)
+    step("ratings")
+    counts |= _write_ratings(conn, plan, created)
+    return {kind: counts[kind] for kind in KINDS}
+
+
+def _edit_profiles(conn: Conn, plan: TickPlan) -> int:
+    return _over_arrays(
+        conn,
+        """
+        update app.users as u
+        set display_name = coalesce(e.display_name, u.display_name),
+            country_code = coalesce(e.country_code, u.country_code),
+            bio = coalesce(e.bio, u.bio),
+            favorite_genre_id = coalesce(e.favorite_genre_id, u.favorite_genre_id)
+        from unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[])
+            as e(user_id, display_name, country_code, bio, favorite_genre_id)
+        where u.user_id = e.user_id
+        """,
+        plan.profile_edits,
+        ("user_id", "display_name", "country_code", "bio", "favorite_genre_id"),
+    )
+
+
+def _write_wishlist(conn: Conn, plan: TickPlan, created: Mapping[str, int]) -> dict[str, int]:
+    """Removals (their ratings first), then the new entries, then the entries that move on. The
+    statements run in the order the dict lists them: Python builds a dict display in order."""
+    entry = ("user_id", "anime_id")
+    return {
+        "ratings_removed": _over_arrays(
+            conn,
+            "delete from app.ratings as r using unnest(%s::bigint[], %s::bigint[])"
+            " as d(user_id, anime_id) where r.user_id = d.user_id and r.anime_id = d.anime_id",
+            [r for r in plan.removals if r.rated],
+            entry,
+        ),
+        "wishlist_removed": _over_arrays(
+            conn,
             "delete from app.wishlist as w using unnest(%s::bigint[], %s::bigint[])"
             " as d(user_id, anime_id) where w.user_id = d.user_id and w.anime_id = d.anime_id",
-            ([r.user_id for r in plan.removals], [r.anime_id for r in plan.removals]),
-        ).rowcount
-    counts["wishlist_added"] = _copy(
-        conn,
-        "copy app.wishlist (user_id, anime_id, status, episodes_watched) from stdin",
-        (
-            f"{uid}\t{a.anime_id}\t{a.status}\t{a.episodes_watched}\n"
-            for a in plan.wishlist_adds
-            if (uid := user_id(a.user)) is not None
+            plan.removals,
+            entry,
         ),
-    )
-    if plan.progress:
-        p = plan.progress
-        counts["wishlist_progressed"] = conn.execute(
+        "wishlist_added": _copy(
+            conn,
+            "copy app.wishlist (user_id, anime_id, status, episodes_watched) from stdin",
+            plan.wishlist_adds,
+            created,
+        ),
+        "wishlist_progressed": _over_arrays(
+            conn,
             """
             update app.wishlist as w
             set status = p.status, episodes_watched = p.episodes_watched
@@ -97,37 +92,31 @@ def write_plan(
                 as p(user_id, anime_id, status, episodes_watched)
             where w.user_id = p.user_id and w.anime_id = p.anime_id
             """,
-            (
-                [x.user_id for x in p],
-                [x.anime_id for x in p],
-                [x.status for x in p],
-                [x.episodes_watched for x in p],
-            ),
-        ).rowcount
-
-    step("ratings")
-    counts["ratings_added"] = _copy(
-        conn,
-        "copy app.ratings (user_id, anime_id, score) from stdin",
-        (
-            f"{uid}\t{r.anime_id}\t{r.score}\n"
-            for r in plan.ratings
-            if (uid := user_id(r.user)) is not None
+            plan.progress,
+            (*entry, "status", "episodes_watched"),
         ),
-    )
-    if plan.rerates:
-        r = plan.rerates
-        counts["ratings_changed"] = conn.execute(
+    }
+
+
+def _write_ratings(conn: Conn, plan: TickPlan, created: Mapping[str, int]) -> dict[str, int]:
+    """The new ratings, then the changed scores."""
+    return {
+        "ratings_added": _copy(
+            conn, "copy app.ratings (user_id, anime_id, score) from stdin", plan.ratings, created
+        ),
+        "ratings_changed": _over_arrays(
+            conn,
             "update app.ratings as r set score = x.score"
             " from unnest(%s::bigint[], %s::bigint[], %s::smallint[])"
             " as x(user_id, anime_id, score)"
             " where r.user_id = x.user_id and r.anime_id = x.anime_id",
-            ([x.user_id for x in r], [x.anime_id for x in r], [x.score for x in r]),
-        ).rowcount
-    return counts
+            plan.rerates,
+            ("user_id", "anime_id", "score"),
+        ),
+    }
 
 
-def _insert_users(conn: Conn, users: list[NewUser]) -> dict[str, int]:
+def _insert_users(conn: Conn, users: Sequence[NewUser]) -> dict[str, int]:
     """Insert the new users (a name another tick took first is skipped, not an error); returns
     username -> user_id of those created."""
     if not users:
@@ -145,26 +134,50 @@ def _insert_users(conn: Conn, users: list[NewUser]) -> dict[str, int]:
         on conflict do nothing
         returning username, user_id
         """,
-        (
-            [u.username for u in users],
-            [u.email for u in users],
-            [u.display_name for u in users],
-            [u.country_code for u in users],
-            [u.birth_year for u in users],
-            [u.favorite_genre_id for u in users],
-            [u.bio for u in users],
-        ),
+        _arrays(users, NewUser._fields),
     ).fetchall()
     return {str(name): int(user_id) for name, user_id in rows}
 
 
-def _copy(conn: Conn, statement: str, lines: Iterable[str], chunk: int = 10_000) -> int:
-    """COPY text rows (numbers and status words only: nothing to escape); returns rows copied."""
-    rows = list(lines)
+def _arrays(rows: Sequence[tuple[object, ...]], fields: Sequence[str]) -> list[list[object]]:
+    """The rows as one list per field, in the order of `fields`: an unnest's parameters."""
+    return [[getattr(row, name) for row in rows] for name in fields]
+
+
+def _over_arrays(
+    conn: Conn, statement: LiteralString, rows: Sequence[tuple[object, ...]], fields: Sequence[str]
+) -> int:
+    """One set-based statement over `rows` passed as arrays (see `_arrays`); returns the rows it
+    changed. No rows, no round trip."""
     if not rows:
+        return 0
+    return conn.execute(statement, _arrays(rows, fields)).rowcount
+
+
+def _user_id(user: UserRef, created: Mapping[str, int]) -> int | None:
+    # None: the username was taken meanwhile (by a concurrent tick): the user was not created
+    return created.get(user.username) if isinstance(user, NewUser) else user
+
+
+def _copy(
+    conn: Conn,
+    statement: LiteralString,
+    rows: Sequence[WishlistAdd] | Sequence[NewRating],
+    created: Mapping[str, int],
+    chunk: int = 10_000,
+) -> int:
+    """COPY rows that start with a user, written with the user's id; the rows of a new user who
+    was not created are left out. Text format: numbers and status words only, nothing to
+    escape. Returns rows copied."""
+    lines = [
+        "\t".join(map(str, (user_id, *row[1:]))) + "\n"
+        for row in rows
+        if (user_id := _user_id(row.user, created)) is not None
+    ]
+    if not lines:
         return 0
     with conn.cursor() as cur:
         with cur.copy(statement) as copy:
-            for start in range(0, len(rows), chunk):
-                copy.write("".join(rows[start : start + chunk]))
-        return cur.rowcount if cur.rowcount >= 0 else len(rows)
+            for start in range(0, len(lines), chunk):
+                copy.write("".join(lines[start : start + chunk]))
+        return cur.rowcount if cur.rowcount >= 0 else len(lines)

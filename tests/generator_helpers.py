@@ -6,12 +6,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import psycopg
-from psycopg.rows import TupleRow
-
+from generators.state import Conn
 from tests.pg_harness import Server
-
-Conn = psycopg.Connection[TupleRow]
 
 GENRES = (
     ("Action", "genre"), ("Adventure", "genre"), ("Comedy", "genre"), ("Drama", "genre"),

@@ -9,16 +9,15 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg.rows import TupleRow
 
 from generators import CatalogMissing, TickConfig, TickSummary, run_tick
 from generators import tick as tick_module
-from generators.plan import NewRating, TickPlan, WishlistAdd
+from generators.plan import NewRating, NewUser, TickPlan, WishlistAdd
+from generators.state import Conn
 from generators.write import KINDS, write_plan
 from tests.generator_helpers import catalog_template, data_rows, rule_breaches, table_counts
 from tests.pg_harness import Server
 
-Conn = psycopg.Connection[TupleRow]
 LIVELY = TickConfig(new_users=15, active_users=40, profile_edits=5, wishlist_adds=120,
                     progressions=80, ratings=50, rerates=10, removals=6)  # fmt: skip
 
@@ -134,6 +133,55 @@ def test_the_database_refuses_what_the_generator_would_not_plan(
         if (episodes.fetchone() or (None,))[0] is not None:
             with pytest.raises(psycopg.errors.CheckViolation, match="which has only"):
                 write_plan(conn, too_many)
+
+
+def test_an_empty_plan_writes_nothing_and_counts_every_kind(pg: Server, catalog_db: str) -> None:
+    with pg.connect(catalog_db) as conn:
+        before = table_counts(conn)
+        conn.execute("set role animedb_generator")
+        steps: list[str] = []
+        counts = write_plan(conn, TickPlan(), on_step=steps.append)
+        assert list(counts.items()) == [(kind, 0) for kind in KINDS]  # in the summary's order
+        assert steps == ["users", "wishlist", "ratings"]
+        conn.execute("reset role")
+        assert table_counts(conn) == before
+
+
+def test_a_new_user_whose_name_was_taken_meanwhile_is_left_out_with_their_rows(
+    pg: Server, catalog_db: str
+) -> None:
+    """A concurrent tick may create a planned username first: the rest of the plan is written."""
+    with pg.connect(catalog_db) as conn:
+        conn.execute("set role animedb_generator")
+        row = conn.execute(
+            "select min(anime_id) from app.anime where airing_status <> 'Not yet aired'"
+        ).fetchone()
+        assert row is not None
+        anime = int(row[0])
+        fresh, taken = (
+            NewUser(name, f"{name}@example.org", "Ren", None, None, None, None)
+            for name in ("fresh_name1", "taken_name1")
+        )
+        write_plan(conn, TickPlan(new_users=[taken]))  # the other tick
+        counts = write_plan(
+            conn,
+            TickPlan(
+                new_users=[fresh, taken],
+                wishlist_adds=[WishlistAdd(u, anime, "watching", 1) for u in (fresh, taken)],
+                ratings=[NewRating(fresh, anime, 8), NewRating(taken, anime, 7)],
+            ),
+        )
+        assert counts == dict.fromkeys(KINDS, 0) | {
+            "users_created": 1,
+            "wishlist_added": 1,
+            "ratings_added": 1,
+        }
+        written = conn.execute(
+            "select u.username, r.score from app.wishlist as w"
+            " join app.users as u using (user_id)"
+            " join app.ratings as r using (user_id, anime_id)"
+        ).fetchall()
+        assert written == [("fresh_name1", 8)]
 
 
 def test_a_lost_race_is_retried_whole(pg: Server, built_template: str, monkeypatch) -> None:
