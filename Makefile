@@ -32,6 +32,7 @@ $(CHECKOV_VENV)/.installed: pyproject.toml
 lint: install $(CHECKOV_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint models macros snapshots tests/dbt
 	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f infra/template.yaml
 
 typecheck: install
@@ -43,11 +44,11 @@ pytest: install
 test: lint typecheck pytest
 
 demo: install
-	PATH="$(BIN):$$PATH" $(BIN)/python -m animedb.demo --shared-pages "$(SHARED_PAGES)" --replay-urls "$(REPLAY_URLS)"
+	PATH="$(BIN):$$PATH" $(BIN)/animedb demo --shared-pages "$(SHARED_PAGES)" --replay-urls "$(REPLAY_URLS)"
 
 # Build (or bring up to date) the database from seeds/ with dbt: seed, run, snapshot, test.
 db: install
-	$(BIN)/animedb dbt build
+	$(BIN)/animedb db build
 
 # Lambda layers and function code for AWS (infra/README.md), into infra/build/.
 layers: install
@@ -55,7 +56,7 @@ layers: install
 
 # Rebuild seeds/*.csv from the recorded pages (the exact command is in the README).
 crawl-replay: install
-	$(BIN)/scrapy crawl myanimelist -a replay=$(SHARED_PAGES) -a start_urls=$(REPLAY_URLS) -a out=seeds
+	$(BIN)/animedb crawl -a replay=$(SHARED_PAGES) -a start_urls=$(REPLAY_URLS) -a out=seeds
 
 install-bench: $(VENV)/.installed-bench
 

@@ -2,13 +2,16 @@
 otherwise an embedded PostgreSQL (from the `pgserver` wheel) kept under `.animedb/`.
 
 Nothing else in the repository reads PG* variables or starts a server; dbt gets the same
-answer through `animedb env`, which prints the variables its profile reads.
+answer through `animedb env`, which prints the variables its profile reads. The one rule for
+an unset PGUSER is libpq's (the operating-system user), so the tools, psql and dbt's profile
+(`env_var('PGUSER', '')`, which leaves the user to libpq) log in as the same user.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import getpass
 import os
 import re
 import shlex
@@ -75,11 +78,12 @@ class Settings:
         return dataclasses.replace(self, user=role, password="")
 
     def environment(self) -> dict[str, str]:
-        """The PG* variables that point any libpq client (psql, dbt, DuckDB) at this database."""
+        """The PG* variables that point any libpq client (psql, dbt, DuckDB) at this database;
+        PGUSER always, so that no client falls back to a default user of its own."""
         values = {
             "PGHOST": self.host,
             "PGPORT": None if self.port is None else str(self.port),
-            "PGUSER": self.user,
+            "PGUSER": self.user or default_user(),
             "PGPASSWORD": self.password,
             "PGDATABASE": self.dbname,
         }
@@ -99,6 +103,20 @@ def project_home() -> Path:
     repo = Path(__file__).resolve().parent.parent
     base = repo if (repo / "dbt_project.yml").exists() else Path.cwd()
     return base / ".animedb"
+
+
+def default_user() -> str | None:
+    """The user libpq logs in as when PGUSER is unset: the operating-system user this process
+    runs as (its effective uid's name, not $USER, which a service may not set). None when the
+    system has no name for the uid; libpq then refuses to connect and says why."""
+    if os.name == "nt":
+        return getpass.getuser()
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return None
 
 
 def uses_environment(environ: Mapping[str, str] | None = None) -> bool:

@@ -1,5 +1,5 @@
-"""`python -m exporter`."""
+"""`python -m exporter`, the same command as `animedb export`: see exporter/cli.py."""
 
 from exporter.cli import main
 
-main()
+main(prog_name="python -m exporter")

@@ -1,10 +1,9 @@
-"""`python -m exporter`: run, status, verify, tables, report and abandon, for people (progress,
-tables) and for machines (--json)."""
+"""`animedb export` (also `python -m exporter`): run, status, verify, tables, report and abandon,
+for people (progress, tables) and for machines (--json)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import sys
 from collections.abc import Iterable
@@ -24,6 +23,7 @@ from rich.progress import (
 )
 from rich.table import Column, Table
 
+from animedb import cli as conventions
 from animedb import db
 from exporter import iceberg, lake, protocol
 from exporter.errors import ExportError
@@ -82,9 +82,16 @@ def _storage(target: str) -> Any:
     return lake.storage_errors(target)
 
 
-@click.group()
+@click.group(cls=conventions.Group)
+@conventions.version_option()
 def main() -> None:
-    """Copy new and changed rows of PostgreSQL into a lake of Iceberg tables, exactly once."""
+    """Export PostgreSQL to a lake of Iceberg tables, exactly once.
+
+    Each run copies the rows that are new or changed since the last, and the deletes.
+    `python -m exporter` is the same command.
+
+    Example: animedb export run --target ./lake
+    """
 
 
 def lake_options(command: Any) -> Any:
@@ -115,8 +122,8 @@ def lake_options(command: Any) -> Any:
     show_default=True,
     help="Seconds the bound stays behind now(), for transactions just starting.",
 )
-@click.option("--quiet", is_flag=True, help="No progress bars, no table: errors only.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@conventions.quiet_option("No progress bars, no table: errors only.")
+@conventions.json_option("Print the run summary as JSON.")
 def run(
     target: str,
     catalog: str | None,
@@ -125,11 +132,13 @@ def run(
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Export every table of etl.exported_tables into its two Iceberg tables (current state
-    and change log): a target's first run copies everything, later runs only what is new or
+    """Export what is new or changed into the lake.
+
+    Every table of etl.exported_tables goes into its two Iceberg tables, the current state
+    and the change log. A target's first run copies everything, later runs only what is new or
     changed since. A crashed run is resumed with its recorded windows and chunks.
 
-    Example: python -m exporter run --target ./lake
+    Example: animedb export run --target ./lake
     """
     if not math.isfinite(settle):  # nan passes every range check
         raise click.BadParameter(f"{settle} is not a number of seconds", param_hint="--settle")
@@ -156,7 +165,7 @@ def run(
     except (ExportError, db.DatabaseUnavailable) as exc:
         raise _fail(exc) from exc
     if as_json:
-        click.echo(json.dumps(summary.to_json(), indent=2))
+        conventions.echo_json(summary.to_json())
         return
     if not quiet:
         out.print(summary_table(summary))
@@ -216,13 +225,15 @@ def _short(value: str) -> str:
     "--target", default=None, help="The lake (default: the one the last run exported to)."
 )
 @lake_options
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@conventions.json_option("Print the status as JSON.")
 def status(target: str | None, catalog: str | None, namespace: str | None, as_json: bool) -> None:
-    """Each table's watermark for a target, rows exported, last run, how far the lake trails
+    """Show the watermarks, the lag and what holds the next run back.
+
+    For a target: each table's watermark, rows exported, last run, how far the lake trails
     PostgreSQL and what its Iceberg tables hold; and what holds the next run back (a pending
     run, a transaction left open).
 
-    Example: python -m exporter status --target ./lake
+    Example: animedb export status --target ./lake
     """
     try:
         with _storage(target or "the lake"):
@@ -230,7 +241,7 @@ def status(target: str | None, catalog: str | None, namespace: str | None, as_js
     except (ExportError, db.DatabaseUnavailable) as exc:
         raise _fail(exc) from exc
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        conventions.echo_json(result.to_json())
         return
     table = Table(
         _name_column(t.table for t in result.tables),
@@ -270,13 +281,17 @@ def status(target: str | None, catalog: str | None, namespace: str | None, as_js
 @main.command()
 @click.option("--target", required=True, help="The lake: a folder, or s3://bucket/prefix.")
 @lake_options
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-def verify(target: str, catalog: str | None, namespace: str | None, as_json: bool) -> None:
-    """Compare every table with PostgreSQL, row by row: its current-state Iceberg table, and
-    the latest state rebuilt from its change log; check each file the tables reference (size,
-    rows, SHA-256). Exit 1 on any difference.
+@conventions.quiet_option("No table: the exit status alone says whether the lake matches.")
+@conventions.json_option("Print the comparison as JSON.")
+def verify(
+    target: str, catalog: str | None, namespace: str | None, quiet: bool, as_json: bool
+) -> None:
+    """Compare the lake with PostgreSQL, row by row.
 
-    Example: python -m exporter verify --target ./lake
+    For every table: its current-state Iceberg table, and the latest state rebuilt from its change
+    log; check each file the tables reference (size, rows, SHA-256). Exit 1 on any difference.
+
+    Example: animedb export verify --target ./lake
     """
     try:
         checks = run_verify(target, catalog=catalog, namespace=namespace)
@@ -284,8 +299,8 @@ def verify(target: str, catalog: str | None, namespace: str | None, as_json: boo
         raise _fail(exc) from exc
     ok = all(c.ok for c in checks)
     if as_json:
-        click.echo(json.dumps({"ok": ok, "tables": [c.to_json() for c in checks]}, indent=2))
-    else:
+        conventions.echo_json({"ok": ok, "tables": [c.to_json() for c in checks]})
+    elif not quiet:
         out.print(verify_table(checks, title=f"verify {target}"))
     if not ok:
         sys.exit(1)
@@ -294,12 +309,14 @@ def verify(target: str, catalog: str | None, namespace: str | None, as_json: boo
 @main.command()
 @click.option("--target", required=True, help="The lake: a folder, or s3://bucket/prefix.")
 @lake_options
-@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@conventions.json_option("Print the list as JSON.")
 def tables(target: str, catalog: str | None, namespace: str | None, as_json: bool) -> None:
-    """For every exported source table, the identifiers and current metadata locations of its
+    """List the lake's Iceberg tables and their metadata locations.
+
+    For every exported source table, the identifiers and current metadata locations of its
     two Iceberg tables (current state, change log): what another engine needs to read them.
 
-    Example: python -m exporter tables --target ./lake --json
+    Example: animedb export tables --target ./lake --json
     """
     try:
         with _storage(target):
@@ -307,7 +324,7 @@ def tables(target: str, catalog: str | None, namespace: str | None, as_json: boo
     except ExportError as exc:
         raise _fail(exc) from exc
     if as_json:
-        click.echo(json.dumps(listed, indent=2))
+        conventions.echo_json(listed)
         return
     table = Table("source", "current state", "change log", "metadata (current state)")
     for item in listed:
@@ -347,11 +364,22 @@ def _listed(target: str, catalog: str | None, namespace: str | None) -> list[dic
     default=None,
     help="The HTML file (default: <folder>-report.html beside a local lake).",
 )
-def report(target: str, catalog: str | None, namespace: str | None, output: Path | None) -> None:
-    """Write an HTML page about the lake, with charts: rows per table per run, watermark lag
-    over runs, and activity by kind. It reads only the lake (Iceberg metadata and files).
+@conventions.quiet_option("Print nothing but errors.")
+@conventions.json_option("Print where the report was written as JSON.")
+def report(
+    target: str,
+    catalog: str | None,
+    namespace: str | None,
+    output: Path | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Write an HTML page about the lake, with charts.
 
-    Example: python -m exporter report --target ./lake
+    The charts: rows per table per run, watermark lag over runs, and activity by kind. It reads only
+    the lake (Iceberg metadata and files).
+
+    Example: animedb export report --target ./lake
     """
     if output is None:
         if target.startswith("s3://"):
@@ -363,7 +391,10 @@ def report(target: str, catalog: str | None, namespace: str | None, output: Path
             written = write_report(target, output, catalog=catalog, namespace=namespace)
     except ExportError as exc:
         raise _fail(exc) from exc
-    click.echo(f"report written to {written}")
+    if as_json:
+        conventions.echo_json({"report": str(written)})
+    elif not quiet:
+        click.echo(f"report written to {written}")
 
 
 def verify_table(checks: list[TableCheck], title: str) -> Table:
@@ -401,12 +432,16 @@ def verify_table(checks: list[TableCheck], title: str) -> Table:
 
 @main.command()
 @click.argument("run_id", type=int)
-def abandon(run_id: int) -> None:
-    """Give up a pending run (one whose target cannot be finished, say): the files it wrote
-    are removed from the lake, and the target's next run exports its windows again. A run
-    that some table has committed already is not abandoned: run the exporter to finish it.
+@conventions.quiet_option("Print nothing but errors.")
+@conventions.json_option("Print the run abandoned and the files removed as JSON.")
+def abandon(run_id: int, quiet: bool, as_json: bool) -> None:
+    """Give up a pending run (one whose target cannot be finished, say).
 
-    Example: python -m exporter abandon 42
+    The files it wrote are removed from the lake, and the target's next run exports its
+    windows again. A run that some table has committed already is not abandoned: run the
+    exporter to finish it.
+
+    Example: animedb export abandon 42
     """
     try:
         with protocol.connect(db.resolve()) as conn:
@@ -422,6 +457,9 @@ def abandon(run_id: int) -> None:
             protocol.abandon_run(conn, run_id)
     except (ExportError, db.DatabaseUnavailable) as exc:
         raise _fail(exc) from exc
-    click.echo(
-        f"run {run_id} abandoned ({removed} files removed); its windows go with the next run"
-    )
+    if as_json:
+        conventions.echo_json({"run_id": run_id, "files_removed": removed})
+    elif not quiet:
+        click.echo(
+            f"run {run_id} abandoned ({removed} files removed); its windows go with the next run"
+        )

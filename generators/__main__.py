@@ -1,5 +1,5 @@
-"""`python -m generators`: see generators/cli.py."""
+"""`python -m generators`, the same command as `animedb generate`: see generators/cli.py."""
 
-from generators.cli import main
+from generators.cli import PROG, main
 
-main()
+main(prog_name=PROG)

@@ -1,8 +1,9 @@
-"""`python -m generators`: one tick of user activity, or ticks on a schedule, against the
-project's database (animedb.db: PG* variables, else the embedded server)."""
+"""`animedb generate` (also `python -m generators`): one tick of user activity, or ticks on a
+schedule, against the project's database (animedb.db: PG* variables, else the embedded server)."""
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ import click
 import psycopg
 from rich.console import Console
 
+from animedb import cli as conventions
 from animedb import db
 from generators import report
 from generators.config import GeneratorError, TickConfig
@@ -36,17 +38,11 @@ _COUNT_FLAGS = (
 )
 
 
-class UserError(click.ClickException):
-    """One `Error: ...` line per problem on stderr, exit 1, no traceback."""
-
-    def show(self, file: Any = None) -> None:
-        for line in self.message.splitlines():
-            click.echo(f"Error: {line}", err=True)
-
-
 def tick_options(func: Callable[..., None]) -> Callable[..., None]:
-    """The flags of TickConfig, shown in --help in this order: counts, taste, seed, retries."""
-    func = click.option("--quiet", is_flag=True, help="no progress bar, no per-tick lines")(func)
+    """The flags of TickConfig, shown in --help in this order: counts, taste, seed, retries;
+    then --quiet and --json. TickConfig checks the values (for the Lambda event too)."""
+    func = conventions.json_option("print the summary as JSON (no per-tick lines)")(func)
+    func = conventions.quiet_option("no progress bar, no per-tick lines")(func)
     func = click.option(
         "--max-retries", type=int, default=_DEFAULTS.max_retries, show_default=True,
         help="retries of a tick that lost a race (deadlock, key race), with backoff",
@@ -70,8 +66,10 @@ def make_config(options: dict[str, Any]) -> TickConfig:
     names = {field for _, field, _ in _COUNT_FLAGS} | {"taste", "seed", "max_retries"}
     try:
         return TickConfig(**{k: v for k, v in options.items() if k in names})
-    except GeneratorError as exc:
-        raise UserError(_with_flags(str(exc))) from exc
+    except GeneratorError as exc:  # a flag's value: a usage error, as click's own checks
+        raise click.UsageError(
+            _one_line(_with_flags(str(exc))), click.get_current_context()
+        ) from exc
 
 
 def _with_flags(message: str) -> str:
@@ -83,47 +81,68 @@ def _with_flags(message: str) -> str:
     )
 
 
+def _one_line(message: str) -> str:
+    """A message of one line per problem (TickConfig's, for the Lambda event) as one line."""
+    return "; ".join(line for line in message.splitlines() if line.strip())
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Known failures become one line and exit 1; the tick was rolled back whole."""
     try:
         yield
     except (GeneratorError, db.DatabaseUnavailable) as exc:
-        raise UserError(str(exc)) from exc
+        raise click.ClickException(_one_line(str(exc))) from exc
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"the tick failed and was rolled back: {first}") from exc
+        raise click.ClickException(
+            f"the tick failed and was rolled back: {_first_line(exc)}"
+        ) from exc
 
 
-@click.group()
-def cli() -> None:
-    """Generate user activity (users, wishlists, ratings) in the application tables, following
-    the business rules, as the generator role (animedb_generator).
+@click.group(cls=conventions.Group)
+@conventions.version_option()
+def main() -> None:
+    """Generate user activity: users, wishlists and ratings.
 
-    The database is the project's: libpq's PG* variables when set, else the embedded server.
+    It is written into the application tables, following the business rules, as the generator role
+    (animedb_generator). The database is the project's: libpq's PG* variables when set, else the
+    embedded server. `python -m generators` is the same command.
+
+    Example: animedb generate tick --seed 42 --count 10
     """
 
 
-@cli.command()
+@main.command()
 @tick_options
-@click.option("--count", type=int, default=1, show_default=True, help="ticks to run, one by one")
-def tick(quiet: bool, count: int, **options: Any) -> None:
-    """Run one batch of activity in one transaction (or --count batches, one after another):
-    new users, profile edits, wishlist adds, status changes, ratings, re-ratings and removals.
+@click.option(
+    "--count", type=conventions.IntRange(min=1), default=1, show_default=True,
+    help="ticks to run, one by one",
+)  # fmt: skip
+def tick(quiet: bool, as_json: bool, count: int, **options: Any) -> None:
+    """Run one batch of activity in one transaction.
+
+    --count runs several, one after another. A batch holds new users, profile edits, wishlist adds,
+    status changes, ratings, re-ratings and removals.
 
     Prints a line per tick (counts by kind: + added, ~ changed, - removed) and, for several
-    ticks, a summary table.
+    ticks, a summary table; --json prints every tick and the totals as JSON instead.
 
-    Example: python -m generators tick --adds 200 --ratings 80 --seed 7
+    Example: animedb generate tick --adds 200 --ratings 80 --seed 7
     """
     config = make_config(options)
-    if count < 1:
-        raise UserError(f"--count must be at least 1 (got {count})")
     console = Console(soft_wrap=True, highlight=False)
     with user_errors():
         summaries = report.run_ticks(
-            config, count, console=console, quiet=quiet, lines=not quiet or count == 1
+            config,
+            count,
+            console=console,
+            quiet=quiet or as_json,
+            lines=not as_json and (not quiet or count == 1),
         )
+    if as_json:
+        totals = report.totals(summaries)
+        conventions.echo_json({"ticks": [s.as_dict() for s in summaries], "total": _plain(totals)})
+        return
     if count > 1:
         run = report.totals(summaries)
         if not quiet:
@@ -131,32 +150,35 @@ def tick(quiet: bool, count: int, **options: Any) -> None:
         click.echo(run.line())
 
 
-@cli.command()
+@main.command()
 @click.option(
     "--every", "every", required=True, metavar="INTERVAL|CRON",
     help="30s, 5m, 1h, or a cron expression in UTC such as '*/5 * * * *'",
 )  # fmt: skip
 @tick_options
-@click.option("--max-ticks", type=int, default=None, help="stop after this many ticks")
-def run(every: str, quiet: bool, max_ticks: int | None, **options: Any) -> None:
-    """Run a tick in every slot of a schedule until SIGINT or SIGTERM; the tick in progress then
-    finishes (a second signal rolls it back instead) and the run ends with a summary, exit 0.
-    Ticks of one process never overlap; a slot missed by a long tick is skipped. A failing tick
-    is reported and the next slot runs anyway.
+@click.option(
+    "--max-ticks", type=conventions.IntRange(min=1), default=None,
+    help="stop after this many ticks",
+)  # fmt: skip
+def run(every: str, quiet: bool, as_json: bool, max_ticks: int | None, **options: Any) -> None:
+    """Run a tick in every slot of a schedule, until SIGINT or SIGTERM.
 
-    Example: python -m generators run --every 30s --new-users 2 --adds 20
+    The tick in progress then finishes (a second signal rolls it back instead) and the run ends with
+    a summary, exit 0. Ticks of one process never overlap; a slot missed by a long tick is skipped.
+    A failing tick is reported and the next slot runs anyway. --json prints the summary as JSON at
+    the end (and no per-tick lines).
+
+    Example: animedb generate run --every 30s --new-users 2 --adds 20
     """
     config = make_config(options)
     try:
         schedule: Schedule = parse_schedule(every)
     except GeneratorError as exc:
-        raise UserError(str(exc)) from exc
-    if max_ticks is not None and max_ticks < 1:
-        raise UserError(f"--max-ticks must be at least 1 (got {max_ticks})")
+        raise click.UsageError(_one_line(str(exc)), click.get_current_context()) from exc
     with user_errors():
         settings = db.resolve()
         ready = check_ready(settings)
-    if not quiet:
+    if not (quiet or as_json):
         click.echo(
             f"generating on {settings.describe()} ({ready}), {schedule.describe()}; "
             "Ctrl-C stops after the tick in progress",
@@ -183,38 +205,31 @@ def run(every: str, quiet: bool, max_ticks: int | None, **options: Any) -> None:
             settings,
             stop=stop,
             max_ticks=max_ticks,
-            on_tick=None if quiet else lambda s: click.echo(s.line()),
+            on_tick=None if quiet or as_json else lambda s: click.echo(s.line()),
             on_error=on_error,
         )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     why = f"stopped by {received[0]}" if received else "done"
-    if not quiet:
-        Console(soft_wrap=True, highlight=False).print(report.totals_table(summary, title=why))
-    click.echo(f"{why}: {summary.line()}")
+    if as_json:
+        conventions.echo_json({"stopped_by": received[0] if received else None} | _plain(summary))
+    else:
+        if not quiet:
+            Console(soft_wrap=True, highlight=False).print(report.totals_table(summary, title=why))
+        click.echo(f"{why}: {summary.line()}")
     if summary.ticks == 0 and summary.failed > 0:
         sys.exit(1)
+
+
+def _plain(summary: Any) -> dict[str, Any]:
+    """A scheduler's or several ticks' summary (a dataclass) as plain data, for --json."""
+    data: dict[str, Any] = dataclasses.asdict(summary)
+    if isinstance(data.get("seconds"), float):
+        data["seconds"] = round(data["seconds"], 3)
+    return data
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: every user error is one line on stderr and a non-zero exit."""
-    try:
-        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
-    except click.UsageError as exc:  # unknown flag, bad flag value, missing --every
-        where = exc.ctx.command_path if exc.ctx is not None else PROG
-        message = exc.format_message().rstrip(".")
-        click.echo(f"Error: {message} (see `{where} --help`)", err=True)
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
-    sys.exit(result if isinstance(result, int) else 0)

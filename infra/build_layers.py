@@ -46,7 +46,9 @@ REQUIREMENTS = {
     "exporter": INFRA / "requirements-exporter.txt",
     "generator": INFRA / "requirements-generator.txt",
 }
-# The project's packages every function gets (the handlers import only what they need).
+# The project's packages every function gets (the handlers import only what they need). Not
+# animedb_cli, the `animedb` command and its demo: they compose every tool (Scrapy, dbt) and
+# sit above these packages, which never import them.
 PROJECT_PACKAGES = (REPO / "animedb", REPO / "exporter", REPO / "generators")
 HANDLERS = INFRA / "lambda_handlers"
 CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"

@@ -1,4 +1,5 @@
-"""`make demo`: the whole data flow on embedded defaults, step by step, with a summary at the end.
+"""`animedb demo` (`make demo`): the whole data flow on embedded defaults, step by step, with a
+summary at the end. It composes every tool, so it lives above them, never in `animedb/`.
 
 crawl (replay of the recorded pages, when present) -> seeds -> dbt build -> export to ./lake ->
 rounds of generator activity, each followed by an incremental export -> verify -> HTML report.
@@ -8,8 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import subprocess
-import sys
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +19,7 @@ from rich.table import Table
 
 from animedb import db, seeds
 from animedb import dbt as dbt_runner
+from animedb_cli.crawl import run_crawl
 from exporter import ExportError, RunSummary, run_export
 from exporter.cli import console as exporter_console
 from exporter.cli import summary_table, verify_table
@@ -52,6 +53,15 @@ def step(title: str) -> Iterator[None]:
     console.print(f"[dim]{time.monotonic() - started:.1f} s[/dim]")
 
 
+def recorded_urls() -> str:
+    """The start URLs of the recorded pages: the Makefile's REPLAY_URLS, their one source
+    (`make crawl-replay`, `make demo` and the tests read them there)."""
+    makefile = REPO / "Makefile"
+    text = makefile.read_text(encoding="utf-8") if makefile.is_file() else ""
+    match = re.search(r"^REPLAY_URLS\s*:?=\s*(\S+)\s*$", text, re.MULTILINE)
+    return match.group(1) if match else ""
+
+
 def seed_rows(seeds: Path) -> dict[str, int]:
     counts = {}
     for path in sorted(seeds.glob("*.csv")):
@@ -67,11 +77,9 @@ def crawl(shared_pages: Path, replay_urls: str) -> None:
             "(the output of the same replay crawl)[/yellow]"
         )
         return
-    scrapy = Path(sys.executable).parent / "scrapy"
-    command = [str(scrapy), "crawl", "myanimelist", "-a", f"replay={shared_pages}",
-               "-a", f"start_urls={replay_urls}", "-a", "out=seeds",
-               "--loglevel", "WARNING"]  # fmt: skip
-    if subprocess.run(command, cwd=REPO, check=False).returncode != 0:
+    arguments = ["-a", f"replay={shared_pages}", "-a", f"start_urls={replay_urls}",
+                 "-a", "out=seeds", "--loglevel", "WARNING"]  # fmt: skip
+    if run_crawl(arguments, cwd=REPO) != 0:
         raise DemoFailed("the replay crawl failed (see above)")
     table = Table("seed file", "rows", title="what the crawl wrote")
     for name, count in seed_rows(REPO / "seeds").items():
@@ -144,17 +152,25 @@ def summary(settings: db.Settings) -> None:
     default=REPO.parent / "shared" / "fixtures" / "myanimelist",
     help="Folder of recorded MyAnimeList pages to replay.",
 )
-@click.option("--replay-urls", default="", help="Comma-separated start URLs of the replay crawl.")
-def main(shared_pages: Path, replay_urls: str) -> None:
-    """Run the data flow end to end on embedded defaults (or the server PG* variables name).
+@click.option(
+    "--replay-urls",
+    default=None,
+    help="Comma-separated start URLs of the replay crawl (default: the Makefile's REPLAY_URLS).",
+)
+def demo(shared_pages: Path, replay_urls: str | None) -> None:
+    """Run the whole data flow, step by step, with a summary.
 
-    Example: python -m animedb.demo --shared-pages ../shared/fixtures/myanimelist
+    On embedded defaults (or the server PG* variables name): a replay crawl into seeds/, dbt
+    build, an export to ./lake, rounds of generator activity each exported, verify, and
+    lake-report.html. A second demo continues where the first stopped.
+
+    Example: animedb demo --shared-pages ../shared/fixtures/myanimelist
     """
     started = time.monotonic()
     try:
         settings = db.resolve()
         with step("1. Crawl: replay the recorded MyAnimeList pages into seeds/"):
-            crawl(shared_pages, replay_urls)
+            crawl(shared_pages, recorded_urls() if replay_urls is None else replay_urls)
         with step("2. Database: dbt build (seed, run, snapshot, test) into PostgreSQL"):
             build_database(settings)
         with step(f"3. Export: the database into the lake ({LAKE})"):
@@ -172,7 +188,3 @@ def main(shared_pages: Path, replay_urls: str) -> None:
     console.print(f"[bold green]demo finished in {time.monotonic() - started:.0f} s[/bold green]")
     console.print(f"lake: {LAKE}")
     console.print(f"report: [bold]{REPORT}[/bold]")
-
-
-if __name__ == "__main__":
-    main()
