@@ -9,6 +9,7 @@ from typing import Any, Self
 from scrapy import signals
 from scrapy.crawler import Crawler
 
+from scrapy_crawler.httpcache import MISSING_STAT
 from scrapy_crawler.seeds import REFUSED_STAT, REPLACED_STAT
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def build_report(stats: Mapping[str, Any], reason: str = "finished") -> str:
     for name in sorted(set(records) | set(rows)):
         lines.append(f"  {name:<28}{records.get(name, 0):>8} -> {rows.get(name, 0):>7} rows")
     section("dropped records by reason", drops)
-    lines.append(f"missing pages (replay): {int(stats.get('replay/missing', 0))}")
+    lines.append(f"missing pages (replay): {int(stats.get(MISSING_STAT, 0))}")
     http_errors = _group(stats, "downloader/response_status_count/")
     failed = {code: n for code, n in http_errors.items() if not code.startswith(("2", "3"))}
     if failed:

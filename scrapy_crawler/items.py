@@ -1,16 +1,34 @@
 """Typed items, one dataclass per seed CSV; the field order is the CSV column order.
 
-Every field defaults to None so that an ItemLoader can build the item step by step; the
-validation pipeline then enforces `required`, the annotated types and the ranges.
+Each column says its rules once, in its field's metadata (`column`): the input processor that
+cleans its text, read by the ItemLoader, and what it accepts (filled or not, a vocabulary, a
+range), read with its annotated type by the validation pipeline. Every field defaults to None
+so that a loader can build the item step by step.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, ClassVar
+from functools import cache
+from typing import Any, ClassVar, get_args, get_type_hints
+
+from scrapy_crawler.loaders import (
+    cleaned,
+    parse_date,
+    strip_label,
+    to_decimal,
+    to_int,
+    to_minutes,
+    to_positive_int,
+    to_season,
+    to_status,
+    to_year,
+)
+from scrapy_crawler.urls import SEASONS
 
 # Bookkeeping fields that travel with an item but are not CSV columns.
 _META_FIELDS = frozenset({"priority", "page_url"})
@@ -19,13 +37,48 @@ _META_FIELDS = frozenset({"priority", "page_url"})
 # genres, ...: the seed files are therefore `mal_anime.csv`, `mal_genres.csv`, ...
 SEED_PREFIX = "mal_"
 
-SEASONS = ("winter", "spring", "summer", "fall")
 GENRE_KINDS = ("genre", "explicit_genre", "theme", "demographic")
 COMPANY_ROLES = ("studio", "producer", "licensor")
 CHARACTER_ROLES = ("Main", "Supporting")
 
+_RULE = "rule"  # the field metadata key of a column's Rule
 
-_COLUMNS: dict[type[Record], tuple[str, ...]] = {}
+
+@dataclass(frozen=True)
+class Rule:
+    """What a column accepts: its type (`kind`, the annotation's, filled in by `Record.rules`),
+    whether it must be filled, its vocabulary when it has one, its inclusive bounds if any."""
+
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    bounds: tuple[Any, Any] | None = None
+    kind: type = object
+
+
+def column(
+    clean: Callable[[str], Any] | None = None,
+    *,
+    required: bool = False,
+    choices: tuple[str, ...] = (),
+    bounds: tuple[Any, Any] | None = None,
+) -> Any:
+    """A column, None until loaded: `clean` parses its cleaned text; the rest is its Rule."""
+    metadata: dict[str, Any] = {_RULE: Rule(required, choices, bounds)}
+    if clean is not None:
+        metadata["input_processor"] = cleaned(clean)
+    return dataclasses.field(default=None, metadata=metadata)
+
+
+def identifier() -> Any:
+    """A MyAnimeList id: always there, positive, and within the seeds' bigint."""
+    return column(to_int, required=True, bounds=(1, 2**63 - 1))
+
+
+# Inclusive bounds. A year or a day outside MAL's could only come from a parsing accident.
+_YEARS = (1900, 2100)
+_DAYS = (date(_YEARS[0], 1, 1), date(_YEARS[1], 12, 31))
+_COUNT = (0, 10**10)  # members, favorites, scorers
+_PLACE = (1, 10**7)  # a rank or a popularity
 
 
 @dataclass
@@ -38,8 +91,6 @@ class Record:
 
     table: ClassVar[str]  # what the rows are: "anime", "anime_genres"; the seed is mal_<table>
     key: ClassVar[tuple[str, ...]]  # columns that identify a row; also its sort order
-    required: ClassVar[tuple[str, ...]]  # columns that must be filled for the row to be kept
-    choices: ClassVar[dict[str, tuple[str, ...]]] = {}  # columns limited to a vocabulary
 
     _: KW_ONLY
     priority: int = 0
@@ -51,12 +102,30 @@ class Record:
         return SEED_PREFIX + cls.table
 
     @classmethod
+    @cache
     def columns(cls) -> tuple[str, ...]:
         """The CSV columns, in order (cached: every merged record asks)."""
-        if cls not in _COLUMNS:
-            names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in _META_FIELDS)
-            _COLUMNS[cls] = names
-        return _COLUMNS[cls]
+        return tuple(cls.rules())
+
+    @classmethod
+    @cache
+    def rules(cls) -> dict[str, Rule]:
+        """Each column's Rule, with the column's type (the annotation without None)."""
+        hints = get_type_hints(cls)
+        rules = {}
+        for field in dataclasses.fields(cls):
+            if field.name in _META_FIELDS:
+                continue
+            kinds = [t for t in get_args(hints[field.name]) if t is not type(None)]
+            rule = field.metadata.get(_RULE, Rule())
+            rules[field.name] = dataclasses.replace(rule, kind=(kinds or [hints[field.name]])[0])
+        return rules
+
+    @classmethod
+    @cache
+    def required(cls) -> tuple[str, ...]:
+        """The columns that must be filled for a row to be kept."""
+        return tuple(name for name, rule in cls.rules().items() if rule.required)
 
     def row(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.columns())
@@ -70,36 +139,35 @@ class Record:
 
     def complete(self) -> bool:
         """Whether every required column has a value."""
-        return all(getattr(self, name) is not None for name in self.required)
+        return all(getattr(self, name) is not None for name in self.required())
 
 
 @dataclass
 class Anime(Record):
     table: ClassVar[str] = "anime"
     key: ClassVar[tuple[str, ...]] = ("anime_id",)
-    required: ClassVar[tuple[str, ...]] = ("anime_id", "title")
-    choices: ClassVar[dict[str, tuple[str, ...]]] = {"season": SEASONS}
 
-    anime_id: int | None = None
-    title: str | None = None
+    anime_id: int | None = identifier()
+    title: str | None = column(required=True)
     title_english: str | None = None
     title_japanese: str | None = None
     type: str | None = None
-    episodes: int | None = None
-    status: str | None = None
-    aired_from: date | None = None
-    aired_to: date | None = None
-    season: str | None = None
-    season_year: int | None = None
+    episodes: int | None = column(to_positive_int, bounds=(1, 100_000))
+    status: str | None = column(to_status)
+    # `column` is a dataclasses.field; ruff knows only `field` itself by name (RUF009).
+    aired_from: date | None = column(parse_date, bounds=_DAYS)
+    aired_to: date | None = column(parse_date, bounds=_DAYS)
+    season: str | None = column(to_season, choices=SEASONS)
+    season_year: int | None = column(to_year, bounds=_YEARS)
     source: str | None = None
-    duration_minutes: int | None = None
+    duration_minutes: int | None = column(to_minutes, bounds=(1, 10_000))
     age_rating: str | None = None
-    score: Decimal | None = None
-    scored_by: int | None = None
-    rank: int | None = None
-    popularity: int | None = None
-    members: int | None = None
-    favorites: int | None = None
+    score: Decimal | None = column(to_decimal, bounds=(1, 10))
+    scored_by: int | None = column(to_int, bounds=_COUNT)
+    rank: int | None = column(to_positive_int, bounds=_PLACE)
+    popularity: int | None = column(to_positive_int, bounds=_PLACE)
+    members: int | None = column(to_int, bounds=_COUNT)
+    favorites: int | None = column(to_int, bounds=_COUNT)
 
     def entity(self) -> tuple[str, int] | None:
         return None if self.anime_id is None else ("anime", self.anime_id)
@@ -109,32 +177,28 @@ class Anime(Record):
 class Genre(Record):
     table: ClassVar[str] = "genres"
     key: ClassVar[tuple[str, ...]] = ("genre_id",)
-    required: ClassVar[tuple[str, ...]] = ("genre_id", "name", "kind")
-    choices: ClassVar[dict[str, tuple[str, ...]]] = {"kind": GENRE_KINDS}
 
-    genre_id: int | None = None
-    name: str | None = None
-    kind: str | None = None
+    genre_id: int | None = identifier()
+    name: str | None = column(required=True)
+    kind: str | None = column(required=True, choices=GENRE_KINDS)
 
 
 @dataclass
 class AnimeGenre(Record):
     table: ClassVar[str] = "anime_genres"
     key: ClassVar[tuple[str, ...]] = ("anime_id", "genre_id")
-    required: ClassVar[tuple[str, ...]] = ("anime_id", "genre_id")
 
-    anime_id: int | None = None
-    genre_id: int | None = None
+    anime_id: int | None = identifier()
+    genre_id: int | None = identifier()
 
 
 @dataclass
 class Company(Record):
     table: ClassVar[str] = "companies"
     key: ClassVar[tuple[str, ...]] = ("company_id",)
-    required: ClassVar[tuple[str, ...]] = ("company_id", "name")
 
-    company_id: int | None = None
-    name: str | None = None
+    company_id: int | None = identifier()
+    name: str | None = column(required=True)
 
     def entity(self) -> tuple[str, int] | None:
         return None if self.company_id is None else ("company", self.company_id)
@@ -144,22 +208,19 @@ class Company(Record):
 class AnimeCompany(Record):
     table: ClassVar[str] = "anime_companies"
     key: ClassVar[tuple[str, ...]] = ("anime_id", "company_id", "role")
-    required: ClassVar[tuple[str, ...]] = ("anime_id", "company_id", "role")
-    choices: ClassVar[dict[str, tuple[str, ...]]] = {"role": COMPANY_ROLES}
 
-    anime_id: int | None = None
-    company_id: int | None = None
-    role: str | None = None
+    anime_id: int | None = identifier()
+    company_id: int | None = identifier()
+    role: str | None = column(required=True, choices=COMPANY_ROLES)
 
 
 @dataclass
 class Person(Record):
     table: ClassVar[str] = "people"
     key: ClassVar[tuple[str, ...]] = ("person_id",)
-    required: ClassVar[tuple[str, ...]] = ("person_id", "name")
 
-    person_id: int | None = None
-    name: str | None = None
+    person_id: int | None = identifier()
+    name: str | None = column(required=True)
 
     def entity(self) -> tuple[str, int] | None:
         return None if self.person_id is None else ("person", self.person_id)
@@ -169,10 +230,9 @@ class Person(Record):
 class Character(Record):
     table: ClassVar[str] = "characters"
     key: ClassVar[tuple[str, ...]] = ("character_id",)
-    required: ClassVar[tuple[str, ...]] = ("character_id", "name")
 
-    character_id: int | None = None
-    name: str | None = None
+    character_id: int | None = identifier()
+    name: str | None = column(required=True)
 
     def entity(self) -> tuple[str, int] | None:
         return None if self.character_id is None else ("character", self.character_id)
@@ -183,18 +243,11 @@ class AnimeVoiceActor(Record):
     table: ClassVar[str] = "anime_voice_actors"
     # character_role is not part of the key: it is merged like an entity field.
     key: ClassVar[tuple[str, ...]] = ("anime_id", "character_id", "person_id", "language")
-    required: ClassVar[tuple[str, ...]] = (
-        "anime_id",
-        "character_id",
-        "person_id",
-        "character_role",
-    )
-    choices: ClassVar[dict[str, tuple[str, ...]]] = {"character_role": CHARACTER_ROLES}
 
-    anime_id: int | None = None
-    character_id: int | None = None
-    character_role: str | None = None
-    person_id: int | None = None
+    anime_id: int | None = identifier()
+    character_id: int | None = identifier()
+    character_role: str | None = column(required=True, choices=CHARACTER_ROLES)
+    person_id: int | None = identifier()
     language: str | None = None
 
 
@@ -202,22 +255,20 @@ class AnimeVoiceActor(Record):
 class AnimeOriginalCreator(Record):
     table: ClassVar[str] = "anime_original_creators"
     key: ClassVar[tuple[str, ...]] = ("anime_id", "person_id", "role")
-    required: ClassVar[tuple[str, ...]] = ("anime_id", "person_id", "role")
 
-    anime_id: int | None = None
-    person_id: int | None = None
-    role: str | None = None
+    anime_id: int | None = identifier()
+    person_id: int | None = identifier()
+    role: str | None = column(required=True)
 
 
 @dataclass
 class Manga(Record):
     table: ClassVar[str] = "manga"
     key: ClassVar[tuple[str, ...]] = ("manga_id",)
-    required: ClassVar[tuple[str, ...]] = ("manga_id", "title")
 
-    manga_id: int | None = None
-    title: str | None = None
-    type: str | None = None
+    manga_id: int | None = identifier()
+    title: str | None = column(required=True)
+    type: str | None = column(strip_label)
 
     def entity(self) -> tuple[str, int] | None:
         return None if self.manga_id is None else ("manga", self.manga_id)
@@ -227,21 +278,19 @@ class Manga(Record):
 class MangaAuthor(Record):
     table: ClassVar[str] = "manga_authors"
     key: ClassVar[tuple[str, ...]] = ("manga_id", "person_id", "role")
-    required: ClassVar[tuple[str, ...]] = ("manga_id", "person_id", "role")
 
-    manga_id: int | None = None
-    person_id: int | None = None
-    role: str | None = None
+    manga_id: int | None = identifier()
+    person_id: int | None = identifier()
+    role: str | None = column(strip_label, required=True)
 
 
 @dataclass
 class AnimeAdaptation(Record):
     table: ClassVar[str] = "anime_adaptations"
     key: ClassVar[tuple[str, ...]] = ("anime_id", "manga_id")
-    required: ClassVar[tuple[str, ...]] = ("anime_id", "manga_id")
 
-    anime_id: int | None = None
-    manga_id: int | None = None
+    anime_id: int | None = identifier()
+    manga_id: int | None = identifier()
 
 
 # In the order the seed files are described and written.

@@ -1,37 +1,26 @@
-"""Cleaning rules for MyAnimeList text, as ItemLoader input/output processors.
+"""Cleaning rules for MyAnimeList text, and the one ItemLoader that applies them.
 
 Every value passes `clean_text` first: entities decoded, whitespace collapsed, and the page's
 ways of saying "unknown" ("N/A", "Unknown", "None found, add some", "?") turned into nothing,
-so an unknown value becomes an empty cell. A value that cannot be parsed is kept as text: the
-validation pipeline then drops the record with a `bad_type` reason instead of guessing.
+so an unknown value becomes an empty cell. Which further rule a field takes (`to_int`,
+`parse_date`, ...) is said once, on the item's field (scrapy_crawler/items.py), where the
+loader finds it. A value that cannot be parsed is kept as text: the validation pipeline then
+drops the record with a `bad_type` reason instead of guessing.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from itemloaders.processors import MapCompose, TakeFirst
 from scrapy.loader import ItemLoader
 
-from scrapy_crawler.items import (
-    Anime,
-    AnimeAdaptation,
-    AnimeCompany,
-    AnimeGenre,
-    AnimeOriginalCreator,
-    AnimeVoiceActor,
-    Character,
-    Company,
-    Genre,
-    Manga,
-    MangaAuthor,
-    Person,
-)
+from scrapy_crawler.urls import SEASONS
 
 UNKNOWN = frozenset(
     {
@@ -59,6 +48,7 @@ _MONTHS = {
     )
 }
 _FULL_DATE = re.compile(r"^([A-Za-z]{3})[a-z]*\.?\s+(\d{1,2}),?\s+(\d{4})$")
+_SEASON_YEAR = re.compile(rf"(?i)(?:(?:{'|'.join(SEASONS)})\s+)?(\d{{4}})")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(hr|h|min|m|sec|s)\b", re.IGNORECASE)
 
 
@@ -151,12 +141,12 @@ def to_minutes(value: str) -> int | str | None:
 def to_season(value: str) -> str | None:
     """ "Spring 1998" or "spring" → "spring"; anything else is not a season."""
     word = value.split()[0].lower() if value.split() else ""
-    return word if word in ("winter", "spring", "summer", "fall") else None
+    return word if word in SEASONS else None
 
 
 def to_year(value: str) -> int | str | None:
     """ "Spring 1998" or "1998" → 1998; other text stays text (and fails validation)."""
-    match = re.fullmatch(r"(?i)(?:(?:winter|spring|summer|fall)\s+)?(\d{4})", value.strip())
+    match = _SEASON_YEAR.fullmatch(value.strip())
     return int(match.group(1)) if match else value
 
 
@@ -177,99 +167,34 @@ def strip_label(value: str) -> str:
     return match.group(1).strip() if match else value.strip()
 
 
-def _pipe(*functions: Callable[[Any], Any]) -> MapCompose:
-    return MapCompose(clean_text, *functions)
+def cleaned(function: Callable[[str], Any]) -> MapCompose:
+    """The input processor of a field: `clean_text`, then `function` on what is left."""
+    return MapCompose(clean_text, function)
 
 
 class RecordLoader(ItemLoader):
-    """Text cleaned by default, one value per field."""
+    """The loader of every item class: text cleaned and one value kept, unless the item's field
+    names another input processor in its metadata (itemloaders looks there)."""
 
-    default_input_processor = _pipe()
+    default_input_processor = MapCompose(clean_text)
     default_output_processor = TakeFirst()
 
-
-ID = _pipe(to_int)
-COUNT = _pipe(to_int)
-POSITIVE = _pipe(to_positive_int)
-
-
-class AnimeLoader(RecordLoader):
-    default_item_class = Anime
-    anime_id_in = ID
-    episodes_in = POSITIVE
-    aired_from_in = _pipe(parse_date)
-    aired_to_in = _pipe(parse_date)
-    season_in = _pipe(to_season)
-    season_year_in = _pipe(to_year)
-    status_in = _pipe(to_status)
-    duration_minutes_in = _pipe(to_minutes)
-    score_in = _pipe(to_decimal)
-    scored_by_in = COUNT
-    rank_in = POSITIVE
-    popularity_in = POSITIVE
-    members_in = COUNT
-    favorites_in = COUNT
+    def __init__(self, item_class: type) -> None:
+        self.default_item_class = item_class  # an empty item, not one with initial values
+        super().__init__()
 
 
-class GenreLoader(RecordLoader):
-    default_item_class = Genre
-    genre_id_in = ID
+T = TypeVar("T")
 
 
-class AnimeGenreLoader(RecordLoader):
-    default_item_class = AnimeGenre
-    anime_id_in = ID
-    genre_id_in = ID
+def load(item_class: type[T], values: Mapping[str, Any]) -> T:
+    """Build an item through the loader, so every value passes its field's processors.
 
-
-class CompanyLoader(RecordLoader):
-    default_item_class = Company
-    company_id_in = ID
-
-
-class AnimeCompanyLoader(RecordLoader):
-    default_item_class = AnimeCompany
-    anime_id_in = ID
-    company_id_in = ID
-
-
-class PersonLoader(RecordLoader):
-    default_item_class = Person
-    person_id_in = ID
-
-
-class CharacterLoader(RecordLoader):
-    default_item_class = Character
-    character_id_in = ID
-
-
-class AnimeVoiceActorLoader(RecordLoader):
-    default_item_class = AnimeVoiceActor
-    anime_id_in = ID
-    character_id_in = ID
-    person_id_in = ID
-
-
-class AnimeOriginalCreatorLoader(RecordLoader):
-    default_item_class = AnimeOriginalCreator
-    anime_id_in = ID
-    person_id_in = ID
-
-
-class MangaLoader(RecordLoader):
-    default_item_class = Manga
-    manga_id_in = ID
-    type_in = _pipe(strip_label)
-
-
-class MangaAuthorLoader(RecordLoader):
-    default_item_class = MangaAuthor
-    manga_id_in = ID
-    person_id_in = ID
-    role_in = _pipe(strip_label)
-
-
-class AnimeAdaptationLoader(RecordLoader):
-    default_item_class = AnimeAdaptation
-    anime_id_in = ID
-    manga_id_in = ID
+    A value may be a list of candidates: the first one that survives cleaning is kept.
+    """
+    loader = RecordLoader(item_class)
+    for name, value in values.items():
+        if value is not None:
+            loader.add_value(name, value)
+    item: T = loader.load_item()
+    return item

@@ -1,115 +1,22 @@
-"""Downloader middlewares: replay saved pages, save live pages, back off on 429 and 5xx."""
+"""Backing off on 429 and 5xx: Scrapy's RetryMiddleware retries at once and ignores Retry-After.
+
+Replay and save are Scrapy's HTTP cache (scrapy_crawler/httpcache.py); waiting before a retry is
+what no Scrapy component does, hence this middleware.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Self
-from urllib.parse import urlsplit
 
 from scrapy.crawler import Crawler
-from scrapy.exceptions import IgnoreRequest, NotConfigured
-from scrapy.http import HtmlResponse, Request, Response
+from scrapy.exceptions import NotConfigured
+from scrapy.http import Request, Response
 from scrapy.utils.defer import maybe_deferred_to_future
 
-from scrapy_crawler.files import atomic_write
-from scrapy_crawler.urls import url_to_filename
-
 logger = logging.getLogger(__name__)
-
-
-def _is_robots(url: str) -> bool:
-    return urlsplit(url).path == "/robots.txt"
-
-
-class ReplayMiddleware:
-    """Answers every request from a saved page in REPLAY_DIR instead of the network.
-
-    The file of a URL is `url_to_filename(url)`. A missing page is counted (`replay/missing`) and
-    its request ignored, so the crawl goes on with what there is.
-    """
-
-    def __init__(self, crawler: Crawler, folder: Path) -> None:
-        self.crawler = crawler
-        self.folder = folder
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        folder = crawler.settings.get("REPLAY_DIR")
-        if not folder:
-            raise NotConfigured  # no replay asked: silently off
-        path = Path(folder)
-        if not path.is_dir():
-            # Failing beats quietly crawling the live site instead of the saved pages.
-            raise ValueError(f"REPLAY_DIR {path} is not a folder")
-        return cls(crawler, path)
-
-    def process_request(self, request: Request) -> Response | None:
-        stats = self.crawler.stats
-        if _is_robots(request.url):
-            # Replay never consults robots.txt; should anything ask, say "allow all".
-            stats.inc_value("replay/robots")
-            return Response(request.url, status=200, body=b"", request=request, flags=["replay"])
-        path = self.folder / url_to_filename(request.url)
-        if not path.is_file():
-            stats.inc_value("replay/missing")
-            logger.debug("Replay: no saved page %s for %s", path.name, request.url)
-            raise IgnoreRequest(f"replay: no saved page {path.name}")
-        body = path.read_bytes()
-        stats.inc_value("replay/pages")
-        # A saved page is HTML unless its first byte says otherwise (a saved JSON or image).
-        if body.lstrip()[:1] in (b"<", b""):
-            return HtmlResponse(
-                request.url,
-                status=200,
-                headers={"Content-Type": "text/html; charset=utf-8"},
-                body=body,
-                request=request,
-                flags=["replay"],
-            )
-        return Response(
-            request.url,
-            status=200,
-            headers={"Content-Type": "application/octet-stream"},
-            body=body,
-            request=request,
-            flags=["replay"],
-        )
-
-
-class SaveMiddleware:
-    """Stores every page fetched live (status 200) in SAVE_DIR under its replay file name.
-
-    Sits after HTTP decompression so the saved file is the page's HTML; written to a temporary
-    file and renamed, so an interrupted crawl never leaves half a page behind.
-    """
-
-    def __init__(self, crawler: Crawler, folder: Path) -> None:
-        self.crawler = crawler
-        self.folder = folder
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        folder = crawler.settings.get("SAVE_DIR")
-        if not folder:
-            raise NotConfigured  # no saving asked: silently off
-        return cls(crawler, Path(folder))
-
-    def process_response(self, request: Request, response: Response) -> Response:
-        if response.status != 200 or "replay" in response.flags or _is_robots(response.url):
-            return response
-        save_page(self.folder, request.url, response.body)
-        self.crawler.stats.inc_value("save/pages")
-        return response
-
-
-def save_page(folder: Path, url: str, body: bytes) -> Path:
-    """Write `body` as the saved page of `url` in `folder`, atomically."""
-    target = folder / url_to_filename(url)
-    atomic_write(target, body)
-    return target
 
 
 async def _sleep(seconds: float) -> None:

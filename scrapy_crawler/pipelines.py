@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Self, get_args, get_type_hints
+from typing import Any, Self
 
 from scrapy import signals
 from scrapy.crawler import Crawler
@@ -26,61 +26,28 @@ from scrapy_crawler.seeds import REFUSED_STAT, REPLACED_STAT, SeedsRefused, repl
 
 logger = logging.getLogger(__name__)
 
-# Inclusive bounds by column name, for every seed that has the column.
-RANGES: dict[str, tuple[float, float]] = {
-    "episodes": (1, 100_000),
-    "duration_minutes": (1, 10_000),
-    "season_year": (1900, 2100),
-    "score": (1, 10),
-    "scored_by": (0, 10**10),
-    "rank": (1, 10**7),
-    "popularity": (1, 10**7),
-    "members": (0, 10**10),
-    "favorites": (0, 10**10),
-}
-_ID_RANGE = (1, 2**63 - 1)  # MAL ids are positive; the seeds load them as bigint
-_DATE_YEARS = (1900, 2100)
-
-
-_COLUMN_TYPES: dict[type[Record], dict[str, type]] = {}
-
-
-def _column_types(cls: type[Record]) -> dict[str, type]:
-    """The non-None type of each column, read from the dataclass annotations."""
-    if cls not in _COLUMN_TYPES:
-        hints = get_type_hints(cls)
-        types: dict[str, type] = {}
-        for name in cls.columns():
-            kinds = [t for t in get_args(hints[name]) if t is not type(None)] or [hints[name]]
-            types[name] = kinds[0]
-        _COLUMN_TYPES[cls] = types
-    return _COLUMN_TYPES[cls]
-
 
 def validation_error(item: Record) -> str | None:
-    """Why a record cannot be kept ("anime/missing_title", "anime/out_of_range_score"), or None."""
+    """Why a record cannot be kept ("anime/missing_title", "anime/out_of_range_score"), or None.
+
+    The rules are the item's own (`Record.rules`): filled, of the annotated type, not blank,
+    within bounds, one of the choices.
+    """
     table = item.table
-    for name in item.required:
+    for name in item.required():
         if getattr(item, name) is None:
             return f"{table}/missing_{name}"
-    for name, expected in _column_types(type(item)).items():
+    for name, rule in item.rules().items():
         value = getattr(item, name)
         if value is None:
             continue
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        if not isinstance(value, rule.kind) or (rule.kind is int and isinstance(value, bool)):
             return f"{table}/bad_type_{name}"
         if isinstance(value, str) and not value.strip():
             return f"{table}/bad_type_{name}"
-        bounds = _ID_RANGE if name.endswith("_id") else RANGES.get(name)
-        if (
-            bounds is not None
-            and isinstance(value, int | Decimal)
-            and not bounds[0] <= value <= bounds[1]
-        ):
+        if rule.bounds is not None and not rule.bounds[0] <= value <= rule.bounds[1]:
             return f"{table}/out_of_range_{name}"
-        if isinstance(value, date) and not _DATE_YEARS[0] <= value.year <= _DATE_YEARS[1]:
-            return f"{table}/out_of_range_{name}"
-        if name in item.choices and value not in item.choices[name]:
+        if rule.choices and value not in rule.choices:
             return f"{table}/bad_value_{name}"
     return None
 

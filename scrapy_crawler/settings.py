@@ -31,7 +31,6 @@ AUTOTHROTTLE_START_DELAY = 2.0
 AUTOTHROTTLE_MAX_DELAY = 60.0
 AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
 COOKIES_ENABLED = False
-HTTPCACHE_ENABLED = False
 
 # Retries on 429 and 5xx, with a wait before each (BackoffMiddleware).
 RETRY_ENABLED = True
@@ -47,11 +46,9 @@ HTTPERROR_ALLOW_ALL = True
 DOWNLOADER_MIDDLEWARES = {
     # Above RetryMiddleware (550): sees a 429/5xx first and waits before the retry.
     "scrapy_crawler.middlewares.BackoffMiddleware": 555,
-    # Responses pass middlewares from high to low: after HttpCompression (590), the page is
-    # decoded when it is saved.
-    "scrapy_crawler.middlewares.SaveMiddleware": 580,
-    # Next to the downloader: a saved page stands in for the download itself.
-    "scrapy_crawler.middlewares.ReplayMiddleware": 950,
+    # Moved from 900 to below HttpCompression (590): responses pass middlewares from high to
+    # low, so a page is saved decoded, as the replay reads it.
+    "scrapy.downloadermiddlewares.httpcache.HttpCacheMiddleware": 580,
 }
 
 ITEM_PIPELINES = {
@@ -71,7 +68,11 @@ EXTENSIONS = {
 SEEDS_DIR = "seeds"
 # Replace a seed file even when it would lose more than half its rows (`-a allow_shrink=true`).
 SEEDS_ALLOW_SHRINK = False
-# Set by the spider's `-a replay=DIR` / `-a save=DIR`.
+# Replay (`-a replay=DIR`) and save (`-a save=DIR`) are Scrapy's HTTP cache over folders of
+# pages (scrapy_crawler/httpcache.py); the spider sets the folders and turns the cache on.
+HTTPCACHE_ENABLED = False
+HTTPCACHE_STORAGE = "scrapy_crawler.httpcache.PageFolderStorage"
+HTTPCACHE_POLICY = "scrapy_crawler.httpcache.SavedPagesPolicy"
 REPLAY_DIR = None
 SAVE_DIR = None
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from scrapy_crawler.httpcache import MISSING_STAT, REPLAYED_STAT
 from tests.crawler_helpers import (
     LOCAL_PAGES,
     LOCAL_START_URLS,
@@ -140,8 +141,8 @@ def test_local_crawl_report_and_stats(
     assert stat(result.stderr, "drop/anime/out_of_range_score") == 1
     assert "records by kind:" in report and "anime_voice_actors" in report
     # The missing start page and every followed page without a file: counted, crawl finished.
-    assert stat(result.stderr, "replay/missing") >= 1
-    assert f"missing pages (replay): {stat(result.stderr, 'replay/missing')}" in report
+    assert stat(result.stderr, MISSING_STAT) >= 1
+    assert f"missing pages (replay): {stat(result.stderr, MISSING_STAT)}" in report
     assert "Spider closed (finished)" in result.stderr
     assert "robots.txt" not in result.stderr  # replay never asks for it
 
@@ -171,7 +172,7 @@ def test_max_anime_limits_the_anime_followed(tmp_path: Path) -> None:
     )
     # One anime followed (detail + characters + its manga), the other two only listed.
     assert stat(result.stderr, "follow/anime_over_limit") == 2
-    assert stat(result.stderr, "replay/pages") == 4
+    assert stat(result.stderr, REPLAYED_STAT) == 4
     assert len(read_rows(tmp_path / "out", "anime")) == 3
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from scrapy_crawler.items import Anime
 from scrapy_crawler.loaders import (
-    AnimeLoader,
     clean_text,
+    load,
     parse_date,
     split_aired,
     strip_label,
@@ -132,9 +132,8 @@ def test_seasons_statuses_and_labels() -> None:
     assert strip_label("(Story & Art)") == "Story & Art"
 
 
-def test_anime_loader_applies_the_rules() -> None:
-    loader = AnimeLoader()
-    for name, value in {
+def test_the_loader_applies_the_rules_the_item_declares() -> None:
+    values = {
         "anime_id": "6",
         "title": " Trigun ",
         "episodes": "Unknown",
@@ -146,10 +145,8 @@ def test_anime_loader_applies_the_rules() -> None:
         "duration_minutes": "24 min. per ep.",
         "rank": "#394",
         "status": "Airing",
-    }.items():
-        loader.add_value(name, value)
-    anime = loader.load_item()
-    assert anime == Anime(
+    }
+    assert load(Anime, values) == Anime(
         anime_id=6,
         title="Trigun",
         score=Decimal("8.22"),

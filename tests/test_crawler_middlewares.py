@@ -1,4 +1,4 @@
-"""Replay, save and backoff: unit tests, and a "live" crawl served by a fake download handler."""
+"""Replay and save (Scrapy's HTTP cache over page folders), backoff; a "live" crawl of a fake site."""
 
 from __future__ import annotations
 
@@ -10,16 +10,15 @@ from pathlib import Path
 
 import pytest
 from scrapy import Request
+from scrapy.crawler import Crawler
+from scrapy.downloadermiddlewares.httpcache import HttpCacheMiddleware
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import HtmlResponse, Response
 from scrapy.utils.test import get_crawler
 
-from scrapy_crawler.middlewares import (
-    BackoffMiddleware,
-    ReplayMiddleware,
-    SaveMiddleware,
-    save_page,
-)
+from scrapy_crawler import settings as project_settings
+from scrapy_crawler.httpcache import MISSING_STAT, REPLAYED_STAT, cache_settings
+from scrapy_crawler.middlewares import BackoffMiddleware
 from tests.crawler_helpers import (
     LOCAL_PAGES,
     MAL,
@@ -29,64 +28,76 @@ from tests.crawler_helpers import (
     stat,
 )
 
+PROJECT_SETTINGS = {name: value for name, value in vars(project_settings).items() if name.isupper()}
+
+
+def cache_middleware(
+    replay: Path | None = None, save: Path | None = None
+) -> tuple[HttpCacheMiddleware, Crawler]:
+    """Scrapy's HTTP cache with the project's settings, as `-a replay=` / `-a save=` set it up."""
+    replay_dir, save_dir = (str(folder) if folder else None for folder in (replay, save))
+    settings = PROJECT_SETTINGS | {"REPLAY_DIR": replay_dir, "SAVE_DIR": save_dir}
+    crawler = get_crawler(settings_dict=settings | cache_settings(replay_dir, save_dir))
+    return HttpCacheMiddleware.from_crawler(crawler), crawler
+
 
 def test_replay_answers_from_the_saved_page() -> None:
-    crawler = get_crawler(settings_dict={"REPLAY_DIR": str(LOCAL_PAGES)})
-    middleware = ReplayMiddleware.from_crawler(crawler)
+    middleware, crawler = cache_middleware(replay=LOCAL_PAGES)
     response = middleware.process_request(Request(f"{MAL}/topanime.php"))
     assert isinstance(response, HtmlResponse)
     assert response.body == (LOCAL_PAGES / "topanime.html").read_bytes()
-    assert "replay" in response.flags
-    assert crawler.stats.get_value("replay/pages") == 1
+    assert "cached" in response.flags
+    assert crawler.stats.get_value(REPLAYED_STAT) == 1
 
 
 def test_replay_counts_a_missing_page_and_ignores_its_request() -> None:
-    crawler = get_crawler(settings_dict={"REPLAY_DIR": str(LOCAL_PAGES)})
-    middleware = ReplayMiddleware.from_crawler(crawler)
-    with pytest.raises(IgnoreRequest, match=r"anime_1_Nowhere\.html"):
+    middleware, crawler = cache_middleware(replay=LOCAL_PAGES)
+    with pytest.raises(IgnoreRequest, match=r"anime/1/Nowhere"):
         middleware.process_request(Request(f"{MAL}/anime/1/Nowhere"))
-    assert crawler.stats.get_value("replay/missing") == 1
+    assert crawler.stats.get_value(MISSING_STAT) == 1
 
 
-def test_replay_serves_a_non_html_file_as_such_and_robots_as_allow_all() -> None:
-    crawler = get_crawler(settings_dict={"REPLAY_DIR": str(LOCAL_PAGES)})
-    middleware = ReplayMiddleware.from_crawler(crawler)
+def test_replay_serves_a_non_html_file_as_such_and_never_the_network() -> None:
+    middleware, crawler = cache_middleware(replay=LOCAL_PAGES)
     json_page = middleware.process_request(Request(f"{MAL}/anime/900903/Json"))
     assert json_page is not None and not isinstance(json_page, HtmlResponse)
-    robots = middleware.process_request(Request(f"{MAL}/robots.txt"))
-    assert robots is not None and (robots.status, robots.body) == (200, b"")
+    # A replay does not ask for robots.txt; were it asked, it is a page not saved: ignored,
+    # which RobotsTxtMiddleware takes as "allow all".
+    with pytest.raises(IgnoreRequest):
+        middleware.process_request(Request(f"{MAL}/robots.txt"))
+    handlers = crawler.settings.getwithbase("DOWNLOAD_HANDLERS")
+    assert (handlers["http"], handlers["https"]) == (None, None)
 
 
 def test_replay_and_save_are_off_unless_asked() -> None:
-    crawler = get_crawler()
     with pytest.raises(NotConfigured):
-        ReplayMiddleware.from_crawler(crawler)
-    with pytest.raises(NotConfigured):
-        SaveMiddleware.from_crawler(crawler)
+        cache_middleware()
 
 
 def test_save_stores_live_pages_under_their_replay_name(tmp_path: Path) -> None:
-    crawler = get_crawler(settings_dict={"SAVE_DIR": str(tmp_path)})
-    middleware = SaveMiddleware.from_crawler(crawler)
+    middleware, crawler = cache_middleware(save=tmp_path)
     url = f"{MAL}/topanime.php?limit=50"
+    assert middleware.process_request(Request(url)) is None  # fetched live
     ok = HtmlResponse(url, body=b"<html>top</html>", request=Request(url))
     assert middleware.process_response(Request(url), ok) is ok
     assert (tmp_path / "topanime_limit_50.html").read_bytes() == b"<html>top</html>"
     # Error pages, replayed pages and robots.txt are not saved.
     error_url = f"{MAL}/anime/1/X"
     middleware.process_response(Request(error_url), HtmlResponse(error_url, status=404))
-    replayed = HtmlResponse(f"{MAL}/anime/2/Y", body=b"x", flags=["replay"])
+    replayed = HtmlResponse(f"{MAL}/anime/2/Y", body=b"x", flags=["cached"])
     middleware.process_response(Request(replayed.url), replayed)
     robots = f"{MAL}/robots.txt"
     middleware.process_response(Request(robots), Response(robots, body=b"User-agent: *"))
     assert [p.name for p in tmp_path.iterdir()] == ["topanime_limit_50.html"]
-    assert crawler.stats.get_value("save/pages") == 1
+    assert crawler.stats.get_value("httpcache/store") == 1
 
 
-def test_save_page_is_atomic(tmp_path: Path) -> None:
-    target = save_page(tmp_path, f"{MAL}/anime/6/Trigun", b"new")
-    save_page(tmp_path, f"{MAL}/anime/6/Trigun", b"newer")
-    assert target.read_bytes() == b"newer"
+def test_a_saved_page_is_written_atomically(tmp_path: Path) -> None:
+    middleware, _ = cache_middleware(save=tmp_path)
+    url = f"{MAL}/anime/6/Trigun"
+    for body in (b"new", b"newer"):
+        middleware.storage.store_response(None, Request(url), HtmlResponse(url, body=body))
+    assert (tmp_path / "anime_6_Trigun.html").read_bytes() == b"newer"
     assert [p.name for p in tmp_path.iterdir()] == ["anime_6_Trigun.html"]
 
 
@@ -195,5 +206,16 @@ def test_replay_of_saved_pages_gives_the_live_crawl_seeds(
 ) -> None:
     root = Path(live_crawl["root"])
     start = str(live_crawl["start"]).split(",")
-    run_crawl(root / "replayed", "-a", f"replay={root / 'saved'}", start_urls=start)
+    # The fake site stands by: pages that were not saved (its 404s) must not be asked of it.
+    log = root / "replay-requests.log"
+    settings = fake_site_settings(Path(live_crawl["site"]), log, {})
+    result = run_crawl(
+        root / "replayed",
+        "-a",
+        f"replay={root / 'saved'}",
+        settings=settings,
+        start_urls=start,
+    )
     same_files(root / "out", root / "replayed")
+    assert stat(result.stderr, MISSING_STAT) >= 1
+    assert not log.exists()

@@ -62,6 +62,16 @@ def test_validation_reasons(item: Record, reason: str) -> None:
     assert validation_error(item) == reason
 
 
+def test_every_id_column_is_a_required_positive_bigint() -> None:
+    for cls in ITEM_CLASSES:
+        for name, rule in cls.rules().items():
+            if name.endswith("_id"):
+                assert (rule.required, rule.kind, rule.bounds) == (True, int, (1, 2**63 - 1)), (
+                    f"{cls.__name__}.{name}"
+                )
+    assert Anime.required() == ("anime_id", "title")
+
+
 def test_valid_records_pass() -> None:
     full = Anime(
         anime_id=6,

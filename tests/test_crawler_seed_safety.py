@@ -189,6 +189,16 @@ def test_a_crawl_that_did_not_finish_keeps_the_seeds(tmp_path: Path, fresh: Path
     ]
 
 
+@contextmanager
+def mode_read_only(folder: Path) -> Iterator[None]:
+    """`folder` read-only by its mode bits (which root ignores) while the block runs."""
+    folder.chmod(0o555)
+    try:
+        yield
+    finally:
+        folder.chmod(0o755)
+
+
 @pytest.fixture
 def read_only(seeds: Path) -> Iterator[list[str]]:
     """Makes `seeds` read-only for the crawl; yields the prefix the crawl command must run under.
@@ -197,9 +207,8 @@ def read_only(seeds: Path) -> Iterator[list[str]]:
     mount namespace of the crawl's own (a read-only file system to root too).
     """
     if os.geteuid() != 0:
-        seeds.chmod(0o555)
-        yield []
-        seeds.chmod(0o755)
+        with mode_read_only(seeds):
+            yield []
         return
     if shutil.which("unshare") is None or subprocess.run(["unshare", "--mount", "true"]).returncode:
         pytest.skip("running as root, and no mount namespace for a read-only bind mount")
@@ -300,11 +309,8 @@ def test_the_shrink_rule() -> None:
 def unwritable(folder: Path) -> Iterator[None]:
     """`folder` read-only for this process: its mode bits, or as root the immutable attribute."""
     if os.geteuid() != 0:
-        folder.chmod(0o555)
-        try:
+        with mode_read_only(folder):
             yield
-        finally:
-            folder.chmod(0o755)
         return
     if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)]).returncode:
         pytest.skip("running as root, and chattr +i is not available here")

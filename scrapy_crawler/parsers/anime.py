@@ -7,33 +7,30 @@ import re
 from parsel import Selector
 from scrapy.http import TextResponse
 
-from scrapy_crawler.items import Record
-from scrapy_crawler.loaders import (
-    AnimeAdaptationLoader,
-    AnimeCompanyLoader,
-    AnimeGenreLoader,
-    AnimeLoader,
-    AnimeOriginalCreatorLoader,
-    AnimeVoiceActorLoader,
-    CharacterLoader,
-    CompanyLoader,
-    GenreLoader,
-    MangaLoader,
-    PersonLoader,
-    clean_text,
-    split_aired,
-    strip_label,
+from scrapy_crawler.items import (
+    Anime,
+    AnimeAdaptation,
+    AnimeOriginalCreator,
+    AnimeVoiceActor,
+    Character,
+    Manga,
+    Person,
+    Record,
 )
+from scrapy_crawler.loaders import clean_text, load, split_aired
 from scrapy_crawler.parsers.common import (
     Parsed,
+    adaptations,
+    character_role,
+    company_records,
+    genre_records,
     label_rows,
     links,
-    load,
     row_text,
     text_of,
     unique,
 )
-from scrapy_crawler.urls import canonical, link_id, page_subject
+from scrapy_crawler.urls import link_id, page_subject
 
 GENRE_LABELS = {
     "genre": "genre",
@@ -56,11 +53,9 @@ def parse_anime(response: TextResponse) -> Parsed:
     anime_id = parsed_anime_id(response)
     if anime_id is None:
         return parsed
-    for manga_id, title, kind, href in adaptations(response):
-        parsed.items.append(load(MangaLoader, {"manga_id": manga_id, "title": title, "type": kind}))
-        parsed.items.append(
-            load(AnimeAdaptationLoader, {"anime_id": anime_id, "manga_id": manga_id})
-        )
+    for manga_id, title, kind, href in adaptations(response, "manga"):
+        parsed.items.append(load(Manga, {"manga_id": manga_id, "title": title, "type": kind}))
+        parsed.items.append(load(AnimeAdaptation, {"anime_id": anime_id, "manga_id": manga_id}))
         parsed.manga_links.append(href)
     parsed.manga_links = unique(parsed.manga_links)
     return parsed
@@ -95,7 +90,7 @@ def sidebar_records(response: TextResponse, anime_id: int) -> list[Record]:
     score_row = rows.get("score")
     scored_by = re.search(r"scored by\s+([\d,]+)", text_of(score_row) or "")
     anime = load(
-        AnimeLoader,
+        Anime,
         {
             "anime_id": anime_id,
             "title": [
@@ -135,17 +130,10 @@ def sidebar_records(response: TextResponse, anime_id: int) -> list[Record]:
     records: list[Record] = [anime]
     for label, kind in GENRE_LABELS.items():
         for genre_id, name, _ in links(rows.get(label), "genre"):
-            records.append(load(GenreLoader, {"genre_id": genre_id, "name": name, "kind": kind}))
-            records.append(load(AnimeGenreLoader, {"anime_id": anime_id, "genre_id": genre_id}))
+            records.extend(genre_records(anime_id, genre_id, name, kind))
     for label, role in COMPANY_LABELS.items():
         for company_id, name, _ in links(rows.get(label), "company"):
-            records.append(load(CompanyLoader, {"company_id": company_id, "name": name}))
-            records.append(
-                load(
-                    AnimeCompanyLoader,
-                    {"anime_id": anime_id, "company_id": company_id, "role": role},
-                )
-            )
+            records.extend(company_records(anime_id, company_id, name, role))
     return records
 
 
@@ -160,11 +148,8 @@ def cast_records(response: TextResponse, anime_id: int) -> list[Record]:
         if character is None:
             continue
         character_id, character_name = character
-        texts = [clean_text(t) for t in block.xpath(".//text()").getall()]
-        role = next((t for t in texts if t in ("Main", "Supporting")), None)
-        records.append(
-            load(CharacterLoader, {"character_id": character_id, "name": character_name})
-        )
+        role = character_role(block)
+        records.append(load(Character, {"character_id": character_id, "name": character_name}))
         for anchor in block.xpath(".//a[contains(@href, '/people/')]"):
             person_id = link_id(anchor.attrib.get("href"), "person")
             name = text_of(anchor)
@@ -175,10 +160,10 @@ def cast_records(response: TextResponse, anime_id: int) -> list[Record]:
                 cell.css(".js-anime-character-language ::text").get()
                 or " ".join(cell.xpath(".//small//text()").getall())
             )
-            records.append(load(PersonLoader, {"person_id": person_id, "name": name}))
+            records.append(load(Person, {"person_id": person_id, "name": name}))
             records.append(
                 load(
-                    AnimeVoiceActorLoader,
+                    AnimeVoiceActor,
                     {
                         "anime_id": anime_id,
                         "character_id": character_id,
@@ -206,37 +191,14 @@ def staff_records(response: TextResponse, anime_id: int) -> list[Record]:
         if ORIGINAL_CREATOR not in positions:
             continue
         person_id, name = person
-        records.append(load(PersonLoader, {"person_id": person_id, "name": name}))
+        records.append(load(Person, {"person_id": person_id, "name": name}))
         records.append(
             load(
-                AnimeOriginalCreatorLoader,
+                AnimeOriginalCreator,
                 {"anime_id": anime_id, "person_id": person_id, "role": ORIGINAL_CREATOR},
             )
         )
     return records
-
-
-def adaptations(response: TextResponse) -> list[tuple[int, str | None, str | None, str]]:
-    """(manga id, title, type, href) of each "Adaptation" relation, tiles and table rows alike."""
-    found: list[tuple[int, str | None, str | None, str]] = []
-    for entry in response.css("div.related-entries div.entry"):
-        relation = text_of(entry.css(".relation")) or ""
-        if not relation.lower().startswith("adaptation"):
-            continue
-        for anchor in entry.css(".title a"):
-            manga_id = link_id(anchor.attrib.get("href"), "manga")
-            if manga_id is not None:
-                href = canonical(anchor.attrib["href"])
-                found.append((manga_id, text_of(anchor), strip_label(relation), href))
-    for row in response.xpath("//tr[td[1][starts-with(normalize-space(.), 'Adaptation')]]"):
-        for anchor in row.xpath("./td[2]//a[contains(@href, '/manga/')]"):
-            manga_id = link_id(anchor.attrib.get("href"), "manga")
-            if manga_id is None:
-                continue
-            after = clean_text(anchor.xpath("following-sibling::text()[1]").get()) or ""
-            kind = strip_label(after) if after.startswith("(") else None
-            found.append((manga_id, text_of(anchor), kind, canonical(anchor.attrib["href"])))
-    return found
 
 
 def _first_named_link(block: Selector, kind: str) -> tuple[int, str] | None:

@@ -1,17 +1,24 @@
-"""Helpers shared by the page parsers: the result type, broken-page checks, label rows, links."""
+"""Helpers shared by the page parsers: the result type, broken-page checks, label rows, links,
+and the records that several kinds of page yield alike."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from parsel import Selector, SelectorList
 from scrapy.http import Response, TextResponse
 
-from scrapy_crawler.items import Record
-from scrapy_crawler.loaders import RecordLoader, clean_text
+from scrapy_crawler.items import (
+    CHARACTER_ROLES,
+    AnimeCompany,
+    AnimeGenre,
+    Company,
+    Genre,
+    Record,
+)
+from scrapy_crawler.loaders import clean_text, load, strip_label
 from scrapy_crawler.urls import canonical, link_id
 
 
@@ -117,17 +124,57 @@ def links(row: Selector | None, kind: str) -> list[tuple[int, str | None, str]]:
     return found
 
 
-def load(loader_class: type[RecordLoader], values: Mapping[str, Any]) -> Record:
-    """Build an item through its loader so every value passes the cleaning processors.
+def anime_link(anchor: Selector | SelectorList[Selector]) -> tuple[int, str] | None:
+    """(id, absolute URL) of the anime an anchor links to, or None when it links to none."""
+    href = anchor.attrib.get("href")
+    anime_id = link_id(href, "anime")
+    return None if anime_id is None or href is None else (anime_id, canonical(href))
 
-    A value may be a list of candidates: the first one that survives cleaning is kept.
-    """
-    loader = loader_class()
-    for name, value in values.items():
-        if value is not None:
-            loader.add_value(name, value)
-    item: Record = loader.load_item()
-    return item
+
+def character_role(node: Selector | SelectorList[Selector]) -> str | None:
+    """ "Main" or "Supporting": the first text inside `node` that is a character role."""
+    texts = (clean_text(text) for text in node.xpath(".//text()").getall())
+    return next((text for text in texts if text in CHARACTER_ROLES), None)
+
+
+def genre_records(anime_id: int, genre_id: int, name: str | None, kind: str) -> list[Record]:
+    """A genre of some kind ("theme", ...) and the anime's row in it."""
+    return [
+        load(Genre, {"genre_id": genre_id, "name": name, "kind": kind}),
+        load(AnimeGenre, {"anime_id": anime_id, "genre_id": genre_id}),
+    ]
+
+
+def company_records(anime_id: int, company_id: int, name: str | None, role: str) -> list[Record]:
+    """A company and its role ("studio", ...) for the anime."""
+    return [
+        load(Company, {"company_id": company_id, "name": name}),
+        load(AnimeCompany, {"anime_id": anime_id, "company_id": company_id, "role": role}),
+    ]
+
+
+def adaptations(response: TextResponse, kind: str) -> list[tuple[int, str | None, str | None, str]]:
+    """(id, title, type, URL) of each "Adaptation" relation to a `kind` page: the manga an anime
+    adapts, or the anime adapted from a manga; relation tiles and table rows alike."""
+    found: list[tuple[int, str | None, str | None, str]] = []
+    for entry in response.css("div.related-entries div.entry"):
+        relation = text_of(entry.css(".relation")) or ""
+        if not relation.lower().startswith("adaptation"):
+            continue
+        for anchor in entry.css(".title a"):
+            entity_id = link_id(anchor.attrib.get("href"), kind)
+            if entity_id is not None:
+                href = canonical(anchor.attrib["href"])
+                found.append((entity_id, text_of(anchor), strip_label(relation), href))
+    for row in response.xpath("//tr[td[1][starts-with(normalize-space(.), 'Adaptation')]]"):
+        for anchor in row.xpath(f"./td[2]//a[contains(@href, '/{kind}/')]"):
+            entity_id = link_id(anchor.attrib.get("href"), kind)
+            if entity_id is None:
+                continue
+            after = clean_text(anchor.xpath("following-sibling::text()[1]").get()) or ""
+            label = strip_label(after) if after.startswith("(") else None
+            found.append((entity_id, text_of(anchor), label, canonical(anchor.attrib["href"])))
+    return found
 
 
 def unique(values: Iterable[str]) -> list[str]:

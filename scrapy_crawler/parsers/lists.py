@@ -8,17 +8,18 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 from parsel import Selector
 from scrapy.http import TextResponse
 
-from scrapy_crawler.items import Record
-from scrapy_crawler.loaders import (
-    AnimeCompanyLoader,
-    AnimeGenreLoader,
-    AnimeLoader,
-    CompanyLoader,
-    GenreLoader,
-    clean_text,
+from scrapy_crawler.items import Anime, AnimeCompany, AnimeGenre, Company, Genre, Record
+from scrapy_crawler.loaders import clean_text, load
+from scrapy_crawler.parsers.common import (
+    Parsed,
+    anime_link,
+    company_records,
+    genre_records,
+    links,
+    text_of,
+    unique,
 )
-from scrapy_crawler.parsers.common import Parsed, links, load, text_of, unique
-from scrapy_crawler.urls import canonical, link_id, page_subject, season_of_url
+from scrapy_crawler.urls import canonical, page_subject, season_of_url
 
 # The numeric media type in a studio page's card classes (`js-anime-type-3`), as MAL numbers them.
 MEDIA_TYPES = {
@@ -51,10 +52,10 @@ def parse_top(response: TextResponse) -> Parsed:
     has_rank = "type" not in parse_qs(urlsplit(response.url).query)
     for row in response.css("tr.ranking-list"):
         anchor = row.css("h3 a, .title a.hoverinfo_trigger")
-        href = anchor.attrib.get("href")
-        anime_id = link_id(href, "anime")
-        if anime_id is None or href is None:
+        link = anime_link(anchor)
+        if link is None:
             continue
+        anime_id, href = link
         lines = [
             line
             for line in (clean_text(t) for t in row.css("div.information ::text").getall())
@@ -67,7 +68,7 @@ def parse_top(response: TextResponse) -> Parsed:
         members = next((line for line in lines if line.lower().endswith("members")), None)
         parsed.items.append(
             load(
-                AnimeLoader,
+                Anime,
                 {
                     "anime_id": anime_id,
                     "title": text_of(row.css("h3 a")) or anchor.attrib.get("title"),
@@ -81,7 +82,7 @@ def parse_top(response: TextResponse) -> Parsed:
                 },
             )
         )
-        parsed.anime_links.append(canonical(href))
+        parsed.anime_links.append(href)
     for href in response.css("a.next::attr(href), link[rel=next]::attr(href)").getall():
         parsed.next_pages.append(canonical(urljoin(response.url, href)))
     parsed.anime_links = unique(parsed.anime_links)
@@ -120,9 +121,7 @@ def genre_catalogue(response: TextResponse) -> list[Record]:
             continue
         genre_id = node.attrib.get("id", "")
         if kind and genre_id.isdigit():
-            records.append(
-                load(GenreLoader, {"genre_id": genre_id, "name": text_of(node), "kind": kind})
-            )
+            records.append(load(Genre, {"genre_id": genre_id, "name": text_of(node), "kind": kind}))
     return records
 
 
@@ -130,10 +129,10 @@ def _season_card(
     card: Selector, kind: str | None, season: tuple[str, int] | None
 ) -> tuple[list[Record], str | None]:
     anchor = card.css("a.link-title, h2 a, .title a")
-    href = anchor.attrib.get("href")
-    anime_id = link_id(href, "anime")
-    if anime_id is None or href is None:
+    link = anime_link(anchor)
+    if link is None:
         return [], None
+    anime_id, href = link
     info = card.css("div.prodsrc div.info")
     info_items = info.xpath("./span[contains(@class, 'item')]")
     detail_texts = [clean_text(t) for t in info.css("span.item span::text").getall()]
@@ -146,7 +145,7 @@ def _season_card(
     source = properties.get("source")
     records: list[Record] = [
         load(
-            AnimeLoader,
+            Anime,
             {
                 "anime_id": anime_id,
                 "title": [text_of(anchor), card.css("span.js-title::text").get()],
@@ -167,13 +166,7 @@ def _season_card(
     ]
     for caption in ("studio", "studios"):
         for company_id, name, _ in links(properties.get(caption), "company"):
-            records.append(load(CompanyLoader, {"company_id": company_id, "name": name}))
-            records.append(
-                load(
-                    AnimeCompanyLoader,
-                    {"anime_id": anime_id, "company_id": company_id, "role": "studio"},
-                )
-            )
+            records.extend(company_records(anime_id, company_id, name, "studio"))
     genre_rows: list[tuple[int, str | None, str]] = []
     for span in card.css(".genres-inner span.genre"):
         explicit = "explicit" in span.attrib.get("class", "").split()
@@ -183,9 +176,8 @@ def _season_card(
         for genre_id, name, _ in links(properties.get(caption), "genre"):
             genre_rows.append((genre_id, name, genre_kind))
     for genre_id, name, genre_kind in genre_rows:
-        records.append(load(GenreLoader, {"genre_id": genre_id, "name": name, "kind": genre_kind}))
-        records.append(load(AnimeGenreLoader, {"anime_id": anime_id, "genre_id": genre_id}))
-    return records, canonical(href)
+        records.extend(genre_records(anime_id, genre_id, name, genre_kind))
+    return records, href
 
 
 def parse_studio(response: TextResponse) -> Parsed:
@@ -197,16 +189,16 @@ def parse_studio(response: TextResponse) -> Parsed:
     company_id = subject[1]
     parsed.items.append(
         load(
-            CompanyLoader,
+            Company,
             {"company_id": company_id, "name": text_of(response.css("h1.title-name"))},
         )
     )
     for card in response.css("div.js-seasonal-anime"):
         anchor = card.css("div.title a, a.link-title")
-        href = anchor.attrib.get("href")
-        anime_id = link_id(href, "anime")
-        if anime_id is None or href is None:
+        link = anime_link(anchor)
+        if link is None:
             continue
+        anime_id, href = link
         classes = card.attrib.get("class", "").split()
         role = next(
             (
@@ -226,7 +218,7 @@ def parse_studio(response: TextResponse) -> Parsed:
         )
         parsed.items.append(
             load(
-                AnimeLoader,
+                Anime,
                 {
                     "anime_id": anime_id,
                     "title": [text_of(anchor), card.css("span.js-title::text").get()],
@@ -244,12 +236,10 @@ def parse_studio(response: TextResponse) -> Parsed:
             )
         )
         parsed.items.append(
-            load(AnimeCompanyLoader, {"anime_id": anime_id, "company_id": company_id, "role": role})
+            load(AnimeCompany, {"anime_id": anime_id, "company_id": company_id, "role": role})
         )
         for genre_id in re.findall(r"\d+", card.attrib.get("data-genre", "")):
-            parsed.items.append(
-                load(AnimeGenreLoader, {"anime_id": anime_id, "genre_id": genre_id})
-            )
-        parsed.anime_links.append(canonical(href))
+            parsed.items.append(load(AnimeGenre, {"anime_id": anime_id, "genre_id": genre_id}))
+        parsed.anime_links.append(href)
     parsed.anime_links = unique(parsed.anime_links)
     return parsed

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from scrapy.http import TextResponse
 
-from scrapy_crawler.loaders import (
-    AnimeAdaptationLoader,
-    AnimeLoader,
-    MangaAuthorLoader,
-    MangaLoader,
-    PersonLoader,
-    clean_text,
-    strip_label,
-)
-from scrapy_crawler.parsers.common import Parsed, label_rows, load, row_text, text_of
+from scrapy_crawler.items import Anime, AnimeAdaptation, Manga, MangaAuthor, Person
+from scrapy_crawler.loaders import clean_text, load, strip_label
+from scrapy_crawler.parsers.common import Parsed, adaptations, label_rows, row_text, text_of
 from scrapy_crawler.urls import link_id, page_subject
 
 
@@ -27,7 +20,7 @@ def parse_manga(response: TextResponse) -> Parsed:
     rows = label_rows(response)
     parsed.items.append(
         load(
-            MangaLoader,
+            Manga,
             {
                 "manga_id": manga_id,
                 "title": [
@@ -46,38 +39,11 @@ def parse_manga(response: TextResponse) -> Parsed:
             continue
         after = clean_text(anchor.xpath("following-sibling::text()[1]").get()) or ""
         role = strip_label(after.split(",")[0]) if after.startswith("(") else None
-        parsed.items.append(load(PersonLoader, {"person_id": person_id, "name": text_of(anchor)}))
+        parsed.items.append(load(Person, {"person_id": person_id, "name": text_of(anchor)}))
         parsed.items.append(
-            load(MangaAuthorLoader, {"manga_id": manga_id, "person_id": person_id, "role": role})
+            load(MangaAuthor, {"manga_id": manga_id, "person_id": person_id, "role": role})
         )
-    for entry in response.css("div.related-entries div.entry"):
-        relation = text_of(entry.css(".relation")) or ""
-        if not relation.lower().startswith("adaptation"):
-            continue
-        for anchor in entry.css(".title a"):
-            anime_id = link_id(anchor.attrib.get("href"), "anime")
-            if anime_id is None:
-                continue
-            parsed.items.append(
-                load(
-                    AnimeLoader,
-                    {"anime_id": anime_id, "title": text_of(anchor), "type": strip_label(relation)},
-                )
-            )
-            parsed.items.append(
-                load(AnimeAdaptationLoader, {"anime_id": anime_id, "manga_id": manga_id})
-            )
-    for row in response.xpath("//tr[td[1][starts-with(normalize-space(.), 'Adaptation')]]"):
-        for anchor in row.xpath("./td[2]//a[contains(@href, '/anime/')]"):
-            anime_id = link_id(anchor.attrib.get("href"), "anime")
-            if anime_id is None:
-                continue
-            after = clean_text(anchor.xpath("following-sibling::text()[1]").get()) or ""
-            kind = strip_label(after) if after.startswith("(") else None
-            parsed.items.append(
-                load(AnimeLoader, {"anime_id": anime_id, "title": text_of(anchor), "type": kind})
-            )
-            parsed.items.append(
-                load(AnimeAdaptationLoader, {"anime_id": anime_id, "manga_id": manga_id})
-            )
+    for anime_id, title, kind, _ in adaptations(response, "anime"):
+        parsed.items.append(load(Anime, {"anime_id": anime_id, "title": title, "type": kind}))
+        parsed.items.append(load(AnimeAdaptation, {"anime_id": anime_id, "manga_id": manga_id}))
     return parsed

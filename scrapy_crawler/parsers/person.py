@@ -7,20 +7,19 @@ import re
 from parsel import Selector
 from scrapy.http import TextResponse
 
-from scrapy_crawler.items import Record
-from scrapy_crawler.loaders import (
-    AnimeLoader,
-    AnimeOriginalCreatorLoader,
-    AnimeVoiceActorLoader,
-    CharacterLoader,
-    PersonLoader,
-    clean_text,
+from scrapy_crawler.items import (
+    Anime,
+    AnimeOriginalCreator,
+    AnimeVoiceActor,
+    Character,
+    Person,
 )
+from scrapy_crawler.loaders import load
 from scrapy_crawler.parsers.anime import ORIGINAL_CREATOR
-from scrapy_crawler.parsers.common import Parsed, load, text_of, unique
-from scrapy_crawler.urls import canonical, link_id, page_subject
+from scrapy_crawler.parsers.common import Parsed, anime_link, character_role, text_of, unique
+from scrapy_crawler.urls import SEASONS, link_id, page_subject
 
-_SEASON_INFO = re.compile(r"(?i)^(winter|spring|summer|fall)\s+\d{4}$")
+_SEASON_INFO = re.compile(rf"(?i)^({'|'.join(SEASONS)})\s+\d{{4}}$")
 
 
 def parse_person(response: TextResponse) -> Parsed:
@@ -31,15 +30,12 @@ def parse_person(response: TextResponse) -> Parsed:
         return parsed
     person_id = subject[1]
     name = text_of(response.css("h1.title-name strong")) or text_of(response.css("h1"))
-    parsed.items.append(load(PersonLoader, {"person_id": person_id, "name": name}))
+    parsed.items.append(load(Person, {"person_id": person_id, "name": name}))
 
     for row in response.css("tr.js-people-character"):
-        found = _anime_cell(row, staff=False)
-        if found is None:
+        anime_id = _add_anime(parsed, row, staff=False)
+        if anime_id is None:
             continue
-        anime_id, anime, href = found
-        parsed.items.append(anime)
-        parsed.anime_links.append(href)
         # Two cells link the character: its name and role, then its picture.
         character_cell = row.xpath("./td[.//a[contains(@href, '/character/')]][1]")
         character_link = character_cell.xpath(
@@ -48,14 +44,13 @@ def parse_person(response: TextResponse) -> Parsed:
         character_id = link_id(character_link.attrib.get("href"), "character")
         if character_id is None:
             continue
-        texts = [clean_text(t) for t in character_cell.xpath(".//text()").getall()]
-        role = next((t for t in texts if t in ("Main", "Supporting")), None)
+        role = character_role(character_cell)
         parsed.items.append(
-            load(CharacterLoader, {"character_id": character_id, "name": text_of(character_link)})
+            load(Character, {"character_id": character_id, "name": text_of(character_link)})
         )
         parsed.items.append(
             load(
-                AnimeVoiceActorLoader,
+                AnimeVoiceActor,
                 {
                     "anime_id": anime_id,
                     "character_id": character_id,
@@ -66,17 +61,14 @@ def parse_person(response: TextResponse) -> Parsed:
         )
 
     for row in response.css("tr.js-people-staff"):
-        found = _anime_cell(row, staff=True)
-        if found is None:
+        anime_id = _add_anime(parsed, row, staff=True)
+        if anime_id is None:
             continue
-        anime_id, anime, href = found
-        parsed.items.append(anime)
-        parsed.anime_links.append(href)
         positions = text_of(row.css("td div.spaceit_pad > small")) or ""
         if ORIGINAL_CREATOR in [p.strip() for p in positions.split(",")]:
             parsed.items.append(
                 load(
-                    AnimeOriginalCreatorLoader,
+                    AnimeOriginalCreator,
                     {
                         "anime_id": anime_id,
                         "person_id": person_id,
@@ -88,21 +80,22 @@ def parse_person(response: TextResponse) -> Parsed:
     return parsed
 
 
-def _anime_cell(row: Selector, *, staff: bool) -> tuple[int, Record, str] | None:
-    """The anime of a role row: title link, status, "TV, Spring 2010", score and members."""
+def _add_anime(parsed: Parsed, row: Selector, *, staff: bool) -> int | None:
+    """The anime of a role row (title link, status, "TV, Spring 2010", score and members) added
+    to `parsed` as a record and a link; its id, or None when the row links no anime."""
     anchor = row.css("a.js-people-title")
     if not anchor:
         anchor = row.xpath(".//a[contains(@href, '/anime/')][normalize-space()][1]")
-    href = anchor.attrib.get("href")
-    anime_id = link_id(href, "anime")
-    if anime_id is None or href is None:
+    link = anime_link(anchor)
+    if link is None:
         return None
+    anime_id, href = link
     info = [p.strip() for p in (text_of(row.css("div.anime-info-text")) or "").split(",")]
     when = info[1] if len(info) > 1 and _SEASON_INFO.match(info[1]) else None
     # In a staff row the small print under the title is the position, not the status.
     status = None if staff else text_of(row.xpath(".//div[contains(@class, 'spaceit_pad')]/small"))
     anime = load(
-        AnimeLoader,
+        Anime,
         {
             "anime_id": anime_id,
             "title": text_of(anchor),
@@ -114,4 +107,6 @@ def _anime_cell(row: Selector, *, staff: bool) -> tuple[int, Record, str] | None
             "members": text_of(row.css(".series-total-members")),
         },
     )
-    return anime_id, anime, canonical(href)
+    parsed.items.append(anime)
+    parsed.anime_links.append(href)
+    return anime_id

@@ -19,6 +19,7 @@ from scrapy.http import Response
 from scrapy.settings import BaseSettings
 
 from scrapy_crawler.files import unwritable
+from scrapy_crawler.httpcache import cache_settings
 from scrapy_crawler.items import Record
 from scrapy_crawler.parsers import parse_page
 from scrapy_crawler.urls import (
@@ -173,8 +174,8 @@ class MyAnimeListSpider(Spider):
         if arguments.save:
             settings.set("SAVE_DIR", arguments.save, priority="spider")
         if arguments.replay:
-            # Saved pages answer at once: no robots.txt, no throttling, no politeness delay.
             settings.set("REPLAY_DIR", arguments.replay, priority="spider")
+            # Saved pages answer at once: no robots.txt, no throttling, no politeness delay.
             settings.set("ROBOTSTXT_OBEY", False, priority="spider")
             settings.set("AUTOTHROTTLE_ENABLED", False, priority="spider")
             settings.set("DOWNLOAD_DELAY", 0, priority="spider")
@@ -182,6 +183,9 @@ class MyAnimeListSpider(Spider):
             # fewer big pages sit in memory at once.
             settings.set("CONCURRENT_REQUESTS", 8, priority="spider")
             settings.set("CONCURRENT_REQUESTS_PER_DOMAIN", 8, priority="spider")
+        # Replay and save are the HTTP cache, whether the folders came as -a or as -s settings.
+        replay, save = settings.get("REPLAY_DIR"), settings.get("SAVE_DIR")
+        settings.setdict(cache_settings(replay, save), priority="spider")
         return spider
 
     async def start(self) -> AsyncIterator[Request]:
