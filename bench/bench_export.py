@@ -101,8 +101,7 @@ def prepare(base: db.Settings, full_rows: int, sizes: list[int]) -> None:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(DATABASE)))
     settings = _settings(base)
     project = Path(tempfile.mkdtemp(prefix="animedb-bench-dbt-"))
-    sys.path.insert(0, str(REPO))
-    from tests.pg_harness import make_dbt_project
+    from tests.pg_harness import make_dbt_project  # run as `python -m bench.bench_export`
 
     make_dbt_project(project)
     started = time.monotonic()

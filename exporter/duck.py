@@ -18,7 +18,7 @@ from types import ModuleType
 import duckdb
 
 from animedb import db
-from exporter.errors import ExportError
+from exporter.errors import ExportError, first_line
 from exporter.lake import S3Access
 
 READER_APPLICATION = "animedb-exporter-reader"
@@ -71,11 +71,17 @@ def load_iceberg(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"LOAD {_quote(str(extension_file(duckdb_extension_iceberg, 'iceberg')))}")
 
 
+def _session_settings(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("SET TimeZone = 'UTC'")  # timestamptz values print and hash the same everywhere
+    # rows need no order in a file; keeping it makes DuckDB buffer whole tables in memory
+    con.execute("SET preserve_insertion_order = false")
+
+
 def connect(
-    config: DuckConfig | None = None, *, with_httpfs: bool = False
+    config: DuckConfig | None = None, *, s3: S3Access | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the postgres extension (and httpfs, to read s3:// paths)
-    loaded from their wheels, and nothing fetched from the network."""
+    """An in-memory DuckDB with the postgres extension loaded from its wheel, and nothing
+    fetched from the network; with `s3`, httpfs too and those credentials, to read s3://."""
     import duckdb_extension_httpfs  # type: ignore[import-untyped]
     import duckdb_extension_postgres_scanner  # type: ignore[import-untyped]
 
@@ -95,14 +101,21 @@ def connect(
     if config.temp_directory:
         settings["temp_directory"] = config.temp_directory
     con = duckdb.connect(config=settings)
-    con.execute("SET TimeZone = 'UTC'")  # timestamptz values print and hash the same everywhere
-    # rows need no order in a file; keeping it makes DuckDB buffer whole tables in memory
-    con.execute("SET preserve_insertion_order = false")
+    _session_settings(con)
     postgres = extension_file(duckdb_extension_postgres_scanner, "postgres_scanner")
     con.execute(f"LOAD {_quote(str(postgres))}")
-    if with_httpfs:  # only reading s3:// paths needs it; uploads go through the AWS SDK
+    if s3 is not None:  # only reading s3:// paths needs it; uploads go through the AWS SDK
         con.execute(f"LOAD {_quote(str(extension_file(duckdb_extension_httpfs, 'httpfs')))}")
+        use_s3(con, s3)
     return con
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Another connection to con's database (its extensions, secrets and attached PostgreSQL),
+    with the session settings of `connect`, for work in another thread."""
+    other = con.cursor()
+    _session_settings(other)
+    return other
 
 
 def attach_postgres(
@@ -152,11 +165,6 @@ def _masked(text: str, settings: db.Settings) -> str:
     return db.redact_conninfo(text)
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 @contextmanager
 def session(
     settings: db.Settings,
@@ -164,9 +172,10 @@ def session(
     *,
     role: str | None = db.EXPORTER_ROLE,
     application_name: str = READER_APPLICATION,
-    with_httpfs: bool = False,
+    s3: S3Access | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(config, with_httpfs=with_httpfs)
+    """`connect`, with PostgreSQL attached as `pg`; closed on the way out."""
+    con = connect(config, s3=s3)
     try:
         attach_postgres(con, settings, role=role, application_name=application_name)
         yield con

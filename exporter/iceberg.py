@@ -75,8 +75,7 @@ from pyiceberg.types import (
 )
 from pyiceberg.utils.config import Config
 
-from exporter.duck import first_line
-from exporter.errors import ExportError
+from exporter.errors import ExportError, first_line
 from exporter.lake import Lake
 
 CATALOG_VARIABLE = "ANIMEDB_CATALOG"

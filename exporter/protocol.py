@@ -20,7 +20,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
 from animedb import db
-from exporter.errors import ExportBusy, ExportError
+from exporter.errors import ExportBusy, ExportError, first_line
 from exporter.tables import ExportedTable
 
 APPLICATION = "animedb-exporter"
@@ -176,7 +176,7 @@ def read_time_bound(conn: psycopg.Connection[TupleRow], settle: dt.timedelta) ->
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction) as exc:
         raise ExportError(
             f"the watermark bound is not available to {db.EXPORTER_ROLE}: "
-            f"{str(exc).strip().splitlines()[0]} (run `animedb dbt build`, which creates "
+            f"{first_line(exc)} (run `animedb dbt build`, which creates "
             "etl.oldest_open_transaction() and lets the exporter call it)"
         ) from exc
     assert row is not None
@@ -328,7 +328,7 @@ def source_identity(conn: psycopg.Connection[TupleRow]) -> tuple[str, str]:
         ) from exc
     except psycopg.errors.InsufficientPrivilege as exc:
         raise ExportError(
-            f"the exporter may not read which database this is ({str(exc).splitlines()[0]}): "
+            f"the exporter may not read which database this is ({first_line(exc)}): "
             "an administrator must run `animedb dbt build`, which grants it"
         ) from exc
     if row is None or row[0] is None:

@@ -7,23 +7,34 @@ It reads only the lake's Iceberg tables: the runs are the run-<id> tags of the c
 rows and lag come from the summaries of the snapshots the runs made, activity from the change
 logs' rows, and the latest state from the current-state tables. A run the exporter has not
 finished yet shows with the tables it has committed so far.
+
+The page is the Jinja2 template templates/report.html.j2, autoescaped, so a name or value
+from the lake is always text. The charts are SVG drawn by that template from the geometry
+computed here, and not a plotting library's, because none gives this page what it needs
+for less: matplotlib writes static SVG (a value on hover would mean editing its output) and
+brings numpy and tens of MB with it; plotly and bokeh draw in the browser with a script of
+megabytes, to inline into every page for it to read offline; pygal's tooltips are a script
+it fetches from the web. Three kinds of chart with a `<title>` on every mark (the browser
+shows it on hover, no script) are a hundred lines here. The report never runs on Lambda
+(the handler imports exporter.run, not this), so jinja2 is not in the exporter's layer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import html
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import jinja2
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
 from exporter import duck, iceberg, lake
-from exporter.errors import ExportError
+from exporter.errors import ExportError, first_line
 from exporter.tables import TOMBSTONES
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
@@ -102,7 +113,7 @@ def _rows_of(
         iceberg.current_rows(con, target, table, select, name)
     except duckdb.Error as exc:
         raise ExportError(
-            f"cannot read the data files of table {_name(table)}: {duck.first_line(exc)}"
+            f"cannot read the data files of table {_name(table)}: {first_line(exc)}"
         ) from exc
 
 
@@ -182,35 +193,134 @@ def collect(target_uri: str, catalog: str | None = None, namespace: str | None =
     if not facts.runs:
         raise _no_runs(target)
     by_source = {p.source: p for p in pairs}
-    access = target.s3_access()
-    con = duck.connect(with_httpfs=access is not None)
+    con = duck.connect(s3=target.s3_access())
     try:
-        if access is not None:
-            duck.use_s3(con, access)
         for source in ACTIVITY_TABLES:
             if source in by_source:
                 _activity(con, target, by_source[source], facts)
         _latest_state(con, target, by_source, facts)
     except duckdb.Error as exc:
-        raise ExportError(f"cannot read the lake at {target.uri}: {duck.first_line(exc)}") from exc
+        raise ExportError(f"cannot read the lake at {target.uri}: {first_line(exc)}") from exc
     finally:
         con.close()
     return facts
 
 
-# --- drawing -------------------------------------------------------------------------------
+# --- the page ------------------------------------------------------------------------------
+# Geometry only: the template (templates/report.html.j2) turns these into SVG and escapes every
+# name. Coordinates are rounded to a tenth of a pixel here, so the page stays small.
+
+TABLE_RUNS = 8  # the runs the table of rows shows, the latest
 
 
-def _bars(
+@dataclass(frozen=True)
+class Gridline:
+    y: float
+    label_y: float
+    label: str  # the value at that height, with its unit
+
+
+@dataclass(frozen=True)
+class Axis:
+    left: int
+    right: int
+    baseline: int
+    gridlines: list[Gridline]
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    colour: str
+    title: str  # shown on hover
+
+
+@dataclass(frozen=True)
+class Tick:
+    x: float
+    y: int
+    label: str
+
+
+@dataclass(frozen=True)
+class Point:
+    x: float
+    y: float
+    title: str  # shown on hover
+
+
+@dataclass(frozen=True)
+class Row:
+    """One bar of a horizontal bar chart: its label left of it, its value right of it."""
+
+    label: str
+    value: int
+    y: int
+    width: float
+    colour: str
+    title: str  # shown on hover
+    label_x: int = 150
+    x: int = 160
+    height: int = 18
+
+    @property
+    def text_y(self) -> int:
+        return self.y + 14
+
+    @property
+    def value_x(self) -> float:
+        return round(self.x + 5 + self.width, 1)
+
+
+@dataclass(frozen=True)
+class LegendEntry:
+    name: str
+    colour: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    axis: Axis | None = None
+    bars: list[Bar] = field(default_factory=list)
+    ticks: list[Tick] = field(default_factory=list)
+    points: list[Point] = field(default_factory=list)  # joined by a line, in order
+    rows: list[Row] = field(default_factory=list)
+    legend: list[LegendEntry] = field(default_factory=list)
+    colour: str = PALETTE[0]  # of the line and its points
+
+
+def _colour(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def _axis(left: int, bottom: int, width: int, height: int, top: float, unit: str = "") -> Axis:
+    """The baseline and gridlines at half and all of `top`, labelled with their values."""
+    baseline = height - bottom
+    gridlines = []
+    for frac in (0.5, 1.0):
+        y = baseline - (height - 44) * frac
+        value = top * frac
+        text = f"{value:,.0f}" if value >= 10 else f"{value:.2f}"
+        gridlines.append(Gridline(round(y, 1), round(y + 4, 1), text + unit))
+    return Axis(left, width - 5, baseline, gridlines)
+
+
+def bars(
     series: dict[str, dict[int, int]], runs: list[int], *, width: int = 760, height: int = 260
-) -> str:
-    """Stacked bars, one per run, one colour per series."""
+) -> Chart:
+    """Stacked bars, one per run, one colour per series; a run is labelled below its bar
+    (every run up to 30, about 15 of them beyond)."""
     totals = [sum(s.get(r, 0) for s in series.values()) for r in runs]
     top = max([*totals, 1])
     left, bottom, plot_h = 56, 24, height - 44
     step = (width - left - 10) / max(len(runs), 1)
     bar = max(step * 0.7, 2)
-    parts = [_axis(left, bottom, width, height, top)]
+    chart = Chart(width, height, _axis(left, bottom, width, height, top))
     for i, run in enumerate(runs):
         x = left + i * step + (step - bar) / 2
         y = float(height - bottom)
@@ -218,108 +328,57 @@ def _bars(
             value = values.get(run, 0)
             h = plot_h * value / top
             if h > 0:
-                parts.append(
-                    f'<rect x="{x:.1f}" y="{y - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                    f'fill="{PALETTE[j % len(PALETTE)]}"><title>run {run}: {html.escape(name)} '
-                    f"{value:,}</title></rect>"
+                chart.bars.append(
+                    Bar(
+                        round(x, 1),
+                        round(y - h, 1),
+                        round(bar, 1),
+                        round(h, 1),
+                        _colour(j),
+                        f"run {run}: {name} {value:,}",
+                    )
                 )
             y -= h
         if len(runs) <= 30 or i % max(len(runs) // 15, 1) == 0:
-            parts.append(f'<text x="{x + bar / 2:.1f}" y="{height - 6}" class="tick">{run}</text>')
-    return _svg(width, height, parts) + _legend(list(series))
+            chart.ticks.append(Tick(round(x + bar / 2, 1), height - 6, str(run)))
+    chart.legend.extend(LegendEntry(name, _colour(j)) for j, name in enumerate(series))
+    return chart
 
 
-def _line(values: dict[int, float], *, unit: str, width: int = 760, height: int = 220) -> str:
+def line(values: dict[int, float], *, unit: str, width: int = 760, height: int = 220) -> Chart:
     """A line through one point per run that has a value, in run order."""
     runs = sorted(values)
     top = max([*values.values(), 0.001])
     left, bottom, plot_h = 56, 24, height - 44
     step = (width - left - 10) / max(len(runs) - 1, 1)
-    points = [
-        (left + i * step, height - bottom - plot_h * values[r] / top) for i, r in enumerate(runs)
-    ]
-    parts = [_axis(left, bottom, width, height, top, unit=unit)]
-    parts.append(
-        '<polyline fill="none" stroke="#4e79a7" stroke-width="2" points="'
-        + " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-        + '"/>'
-    )
-    for (x, y), r in zip(points, runs, strict=True):
-        parts.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#4e79a7">'
-            f"<title>run {r}: {values[r]:.2f}{unit}</title></circle>"
+    chart = Chart(width, height, _axis(left, bottom, width, height, top, unit=unit))
+    for i, run in enumerate(runs):
+        y = height - bottom - plot_h * values[run] / top
+        chart.points.append(
+            Point(round(left + i * step, 1), round(y, 1), f"run {run}: {values[run]:.2f}{unit}")
         )
-    return _svg(width, height, parts)
+    return chart
 
 
-def _hbars(items: list[tuple[str, int]], *, width: int = 760) -> str:
+def hbars(items: list[tuple[str, int]], *, width: int = 760) -> Chart:
+    """One horizontal bar per (label, count), in the order given."""
     top = max([n for _, n in items] + [1])
-    height = 24 * len(items) + 10
-    parts = []
+    chart = Chart(width, 24 * len(items) + 10)
     for i, (label, n) in enumerate(items):
         w = (width - 200) * n / top
-        y = 6 + 24 * i
-        parts.append(f'<text x="150" y="{y + 14}" class="label">{html.escape(label)}</text>')
-        colour = PALETTE[i % len(PALETTE)]
-        parts.append(f'<rect x="160" y="{y}" width="{w:.1f}" height="18" fill="{colour}"/>')
-        parts.append(
-            f'<text x="{165 + w:.1f}" y="{y + 14}" class="tick" text-anchor="start">{n:,}</text>'
-        )
-    return _svg(width, height, parts)
+        chart.rows.append(Row(label, n, 6 + 24 * i, round(w, 1), _colour(i), f"{label}: {n:,}"))
+    return chart
 
 
-def _axis(left: int, bottom: int, width: int, height: int, top: float, unit: str = "") -> str:
-    y0 = height - bottom
-    lines = [f'<line x1="{left}" y1="{y0}" x2="{width - 5}" y2="{y0}" class="axis"/>']
-    for frac in (0.5, 1.0):
-        y = y0 - (height - 44) * frac
-        lines.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 5}" y2="{y:.1f}" class="grid"/>')
-        value = top * frac
-        text = f"{value:,.0f}" if value >= 10 else f"{value:.2f}"
-        lines.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="label">{text}{unit}</text>')
-    return "".join(lines)
+@dataclass(frozen=True)
+class TableRow:
+    table: str
+    cells: list[int]  # rows of each of the runs the table shows
+    total: int  # of all runs
 
 
-def _svg(width: int, height: int, parts: list[str]) -> str:
-    return (
-        f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>'
-    )
-
-
-def _legend(names: list[str]) -> str:
-    return (
-        '<p class="legend">'
-        + " ".join(
-            f'<span><i style="background:{PALETTE[i % len(PALETTE)]}"></i>{html.escape(n)}</span>'
-            for i, n in enumerate(names)
-        )
-        + "</p>"
-    )
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:820px;color:#222}
-h1{font-size:1.5rem}h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #ddd}
-.axis{stroke:#888}.grid{stroke:#eee}.label{font-size:11px;text-anchor:end;fill:#555}
-.tick{font-size:10px;text-anchor:middle;fill:#555}.legend span{margin-right:1rem;font-size:12px}
-.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
-table{border-collapse:collapse;font-size:12px;margin-top:.5rem}td,th{padding:2px 8px;
-border-bottom:1px solid #eee;text-align:right}td:first-child,th:first-child{text-align:left}
-"""
-
-
-def render(facts: LakeFacts) -> str:
-    runs = facts.runs
-    # the user tables one by one, the catalog's (which move only with a crawl) as one series
+def _series_by_table(facts: LakeFacts) -> dict[str, dict[int, int]]:
+    """The user tables one by one, the catalog's (which move only with a crawl) as one series."""
     busy: dict[str, dict[int, int]] = {"catalog": defaultdict(int)}
     for table, values in sorted(facts.rows.items()):
         if table in (*ACTIVITY_TABLES, TOMBSTONES):
@@ -327,48 +386,47 @@ def render(facts: LakeFacts) -> str:
         else:
             for run, n in values.items():
                 busy["catalog"][run] += n
-    per_table_rows = [
-        [
-            t,
-            *(f"{facts.rows[t].get(r, 0):,}" for r in runs[-8:]),
-            f"{sum(facts.rows[t].values()):,}",
-        ]
-        for t in sorted(facts.rows)
-    ]
+    return busy
+
+
+def _number(value: float, spec: str = ",") -> str:
+    """The template's `number` filter: 12,345 by default, any format spec given."""
+    return format(value, spec)
+
+
+@functools.cache
+def _template() -> jinja2.Template:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("exporter", "templates"),
+        autoescape=True,  # names and values come from the lake: text, never markup
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    environment.filters["number"] = _number
+    return environment.get_template("report.html.j2")
+
+
+def render(facts: LakeFacts) -> str:
+    """The page of these facts."""
+    runs = facts.runs
+    shown = runs[-TABLE_RUNS:]
     activity = {k: v for k, v in facts.activity.items() if sum(v.values())}
-    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    total_rows = sum(sum(v.values()) for v in facts.rows.values())
-    sections = [
-        f"<h1>Lake report</h1><p>{html.escape(facts.target)} (catalog "
-        f"{html.escape(facts.catalog)}, namespace {html.escape(facts.namespace)}) — "
-        f"{len(runs)} committed runs ({runs[0]} to {runs[-1]}), {total_rows:,} row versions and "
-        f"deletes in the change logs, {facts.bytes_total / 1e6:,.1f} MB of Parquet in the "
-        f"tables' live files. Generated {generated}.</p>",
-        "<h2>Rows per table per run</h2><p>Rows each run added to a table's change log "
-        "(versions and deletes), from the summary of the snapshot it made.</p>",
-        _bars(busy, runs),
-        _table(["table", *(f"run {r}" for r in runs[-8:]), "all runs"], per_table_rows),
-        "<h2>Watermark lag over runs</h2><p>Seconds between a run's bound (the moment of the "
-        "source it copies) and the commit of the last snapshot it made; a run that changed no "
-        "table made none and has no point.</p>",
-        _line(facts.lag_seconds, unit=" s") if facts.lag_seconds else "<p>No snapshots yet.</p>",
-        "<h2>Activity by kind, per run</h2><p>Rows each run brought to the users' tables' "
-        "change logs: inserts (the first version of a key), updates (a key an earlier run "
-        "had) and deletes.</p>",
-        _bars(activity, runs) if activity else "<p>No activity yet.</p>",
-    ]
-    if facts.statuses:
-        sections += ["<h2>Wishlist entries by status (latest state)</h2>", _hbars(facts.statuses)]
-    if facts.scores:
-        sections += [
-            "<h2>Ratings by score (latest state)</h2>",
-            _hbars([(f"score {s}", n) for s, n in facts.scores]),
-        ]
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>Lake report</title><style>{STYLE}</style></head><body>"
-        + "".join(sections)
-        + "</body></html>\n"
+    return _template().render(
+        facts=facts,
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        total_rows=sum(sum(v.values()) for v in facts.rows.values()),
+        rows_chart=bars(_series_by_table(facts), runs),
+        table_runs=shown,
+        table_rows=[
+            TableRow(t, [facts.rows[t].get(r, 0) for r in shown], sum(facts.rows[t].values()))
+            for t in sorted(facts.rows)
+        ],
+        lag_chart=line(facts.lag_seconds, unit=" s") if facts.lag_seconds else None,
+        activity_chart=bars(activity, runs) if activity else None,
+        status_chart=hbars(facts.statuses) if facts.statuses else None,
+        score_chart=hbars([(f"score {s}", n) for s, n in facts.scores]) if facts.scores else None,
     )
 
 

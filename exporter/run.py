@@ -238,6 +238,35 @@ class _TableFiles:
     kept: int = 0
 
 
+@dataclass
+class _TableRun:
+    """One table's share of the run: its window, its lake tables, and what it became."""
+
+    table: ExportedTable
+    window: protocol.Window
+    pair: iceberg.Pair
+    files: _TableFiles = field(default_factory=_TableFiles)
+    seconds: float = 0.0  # writing its files, then committing them
+
+    @property
+    def result(self) -> TableResult:
+        window, files = self.window, self.files
+        written = files.changes + files.current
+        return TableResult(
+            self.table.name,
+            window.load_type,
+            _encode(window.lo),
+            _encode(window.hi),
+            window.deferred,
+            rows=files.rows,
+            deletes=files.deletes,
+            files=len(written),
+            bytes=sum(w.bytes for w in written),
+            kept_chunks=files.kept,
+            seconds=self.seconds,
+        )
+
+
 class _Export:
     """The files and commits of one run, table by table (steps 2 and 3)."""
 
@@ -245,19 +274,33 @@ class _Export:
         self,
         conn: psycopg.Connection[TupleRow],
         con: duckdb.DuckDBPyConnection,
-        house: iceberg.House,
+        target: lake.Lake,
         run: protocol.PendingRun,
         settings: db.Settings,
         progress: Progress,
     ) -> None:
-        self.conn, self.con, self.house, self.run = conn, con, house, run
-        self.lake = house.lake
+        self.conn, self.con, self.lake, self.run = conn, con, target, run
         self.settings, self.progress = settings, progress
         self.tombstones = run.windows.get(TOMBSTONES)
         self.exported_at = protocol.cursor_literal(run.started_at)
         self.partition = iceberg.export_day(run.started_at)
 
     # --- step 2: files ---------------------------------------------------------------------
+
+    def write_tables(self, tables: list[_TableRun]) -> None:
+        """Every table's window in files, table by table, with progress."""
+        for t in tables:
+            name = t.table.name
+            self.progress.table_started(name, _estimate(self.conn, t.table, t.window))
+            clock = time.monotonic()
+            watcher = (
+                _CopyWatcher(self.settings, self.progress, name)
+                if self.progress.wants_rows and not t.window.empty
+                else contextlib.nullcontext()
+            )
+            with watcher:
+                t.files = self.write(t.pair, t.table, t.window)
+            t.seconds = time.monotonic() - clock
 
     def _location(self, table: Any, name: str) -> str:
         return f"{table.location().rstrip('/')}/{iceberg.run_folder(self.run.run_id)}/{name}"
@@ -266,6 +309,19 @@ class _Export:
         size, digest = staged.stat().st_size, lake.sha256_of(staged)
         self.lake.put_file(staged, location)
         return _Written(location, size, digest, rows)
+
+    def _file(self, query: str, staged_name: str, location: str, field_ids: str) -> _Written | None:
+        """The rows of `query` as one Parquet file at `location` (staged as `staged_name`);
+        None when it has no rows, and then no file there (an earlier try's is deleted)."""
+        staged = self.lake.staging_path(staged_name)
+        try:
+            rows = duck.copy_to_parquet(self.con, query, staged, field_ids=field_ids)
+            if not rows:
+                self.lake.delete(location)
+                return None
+            return self._put(staged, location, rows)
+        finally:
+            staged.unlink(missing_ok=True)
 
     def _in_place(self, chunk: protocol.Chunk) -> bool:
         if chunk.files is None:
@@ -362,7 +418,12 @@ class _Export:
             staged_changes.unlink(missing_ok=True)
             staged_current.unlink(missing_ok=True)
         chunk.files, chunk.rows = files, rows
+        return chunk
+
+    def _recorded(self, chunk: protocol.Chunk) -> protocol.Chunk:
+        """A chunk whose files are in place, recorded as such (then the crash point)."""
         protocol.record_chunk(self.conn, self.run.run_id, chunk)
+        _pause_if_asked("during_files")
         return chunk
 
     def _write_deletes(self, pair: iceberg.Pair, table: ExportedTable, out: _TableFiles) -> None:
@@ -384,21 +445,15 @@ class _Export:
                     iceberg.EXPORTED_AT_COLUMN: self.exported_at,
                 },
             )
-            staged = self.lake.staging_path(f"{table.lake_name}_changes_deletes.parquet")
-            location = self._location(pair.changes, "deletes.parquet")
-            try:
-                rows = duck.copy_to_parquet(
-                    self.con,
-                    f"select {select} from pg.etl.tombstones where table_name = '{table.name}'"
-                    f" and {window.condition('tombstone_id')}",
-                    staged,
-                    field_ids=ids,
-                )
-                files = {"changes": self._put(staged, location, rows).to_json()} if rows else {}
-                if not rows:
-                    self.lake.delete(location)
-            finally:
-                staged.unlink(missing_ok=True)
+            written = self._file(
+                f"select {select} from pg.etl.tombstones where table_name = '{table.name}'"
+                f" and {window.condition('tombstone_id')}",
+                f"{table.lake_name}_changes_deletes.parquet",
+                self._location(pair.changes, "deletes.parquet"),
+                ids,
+            )
+            files = {"changes": written.to_json()} if written else {}
+            rows = written.rows if written else 0
             chunk = protocol.Chunk(table.name, DELETES_CHUNK, None, None, files, rows)
             protocol.record_chunk(self.conn, self.run.run_id, chunk)
         out.deletes = chunk.rows
@@ -444,14 +499,9 @@ class _Export:
         if len(todo) <= 1:
             for chunk in todo:
                 chunk = self._write_chunk(pair, table, window, chunk, single, self.con)
-                protocol.record_chunk(self.conn, self.run.run_id, chunk)
-                _pause_if_asked("during_files")
-                yield chunk
+                yield self._recorded(chunk)
             return
-        cursors = [self.con.cursor() for _ in range(min(CHUNK_WORKERS, len(todo)))]
-        for cursor in cursors:  # the session settings of duck.connect, on each connection
-            cursor.execute("SET TimeZone = 'UTC'")
-            cursor.execute("SET preserve_insertion_order = false")
+        cursors = [duck.cursor(self.con) for _ in range(min(CHUNK_WORKERS, len(todo)))]
         free: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
         for cursor in cursors:
             free.put(cursor)
@@ -472,17 +522,30 @@ class _Export:
                     chunk = pending.popleft().result()
                     if waiting:
                         pending.append(pool.submit(work, waiting.popleft()))
-                    protocol.record_chunk(self.conn, self.run.run_id, chunk)
-                    _pause_if_asked("during_files")
-                    yield chunk
+                    yield self._recorded(chunk)
         finally:
             for cursor in cursors:
                 cursor.close()
 
     # --- step 3: commits --------------------------------------------------------------------
 
+    def commit_tables(self, tables: list[_TableRun]) -> None:
+        """Every table's snapshots, table by table, each table done when both are in."""
+        for i, t in enumerate(tables):
+            clock = time.monotonic()
+            self.commit(t.pair, t.table, t.window, t.files)
+            t.seconds += time.monotonic() - clock
+            self.progress.table_done(t.result)
+            if i == 0:
+                _pause_if_asked("between_commits")
+
     def _described(
-        self, table: Any, written: list[_Written], *, partition: Any = None
+        self,
+        table: Any,
+        written: list[_Written],
+        *,
+        partition: Any = None,
+        content: DataFileContent = DataFileContent.DATA,
     ) -> list[DataFile]:
         return [
             iceberg.data_file(
@@ -492,13 +555,14 @@ class _Export:
                 w.bytes,
                 table.schema(),
                 partition=partition,
+                content=content,
             )
             for w in written
         ]
 
     def _position_deletes(
         self, pair: iceberg.Pair, table: ExportedTable, out: _TableFiles
-    ) -> list[DataFile]:
+    ) -> list[_Written]:
         """One position-delete file: the rows of the current state that this run's versions
         and deletes replace (positions already deleted left out). This run's own files need
         none: a delete inside its tombstone window committed before its bound, so before any
@@ -526,32 +590,13 @@ class _Export:
             f"select file_path, pos from ({rows_now}) r"
             f" where r.{key} in (select k from touched) order by 1, 2"
         )
-        staged = self.lake.staging_path(f"{table.lake_name}_deletes.parquet")
-        location = self._location(pair.current, "deletes.parquet")
-        try:
-            rows = duck.copy_to_parquet(
-                self.con,
-                query,
-                staged,
-                field_ids=f"{{'file_path': {iceberg.FILE_PATH_ID}, 'pos': {iceberg.POS_ID}}}",
-            )
-            if not rows:
-                self.lake.delete(location)  # what an earlier try left, if any
-                return []
-            written = self._put(staged, location, rows)
-        finally:
-            staged.unlink(missing_ok=True)
-        out.current.append(written)  # for its checksum
-        return [
-            iceberg.data_file(
-                self.con,
-                self.lake.reader_path(location),
-                location,
-                written.bytes,
-                pair.current.schema(),
-                content=DataFileContent.POSITION_DELETES,
-            )
-        ]
+        written = self._file(
+            query,
+            f"{table.lake_name}_deletes.parquet",
+            self._location(pair.current, "deletes.parquet"),
+            f"{{'file_path': {iceberg.FILE_PATH_ID}, 'pos': {iceberg.POS_ID}}}",
+        )
+        return [written] if written else []
 
     def commit(
         self, pair: iceberg.Pair, table: ExportedTable, window: protocol.Window, out: _TableFiles
@@ -577,8 +622,8 @@ class _Export:
                 self.run.run_id,
                 properties,
                 data,
-                deletes,
-                checksums=_checksums(out.current),
+                self._described(pair.current, deletes, content=DataFileContent.POSITION_DELETES),
+                checksums=_checksums(out.current + deletes),
             )
         if iceberg.needs_compaction(pair.current):
             self._compact(pair, table)
@@ -686,69 +731,24 @@ def _run(
     catalog: str | None,
     namespace: str | None,
 ) -> RunSummary:
+    """The protocol's steps in order, each crash point between two of them."""
     started = time.monotonic()
     destination.check()
     house = iceberg.open_house(destination, catalog, namespace)
-    conn = protocol.connect(settings)
-    with conn:
-        protocol.acquire_lock(conn)
-        iceberg.claim(house, *protocol.source_identity(conn))
-        tables = {t.name: t for t in load_tables(conn, house.key)}
-        access = destination.s3_access()
-        with duck.session(settings, duck_config, with_httpfs=access is not None) as con:
-            if access is not None:
-                duck.use_s3(con, access)
-            # every table's schema is checked before the run exists or anything is written
-            existing = {name: iceberg.load_pair(house, t.lake_name) for name, t in tables.items()}
-            evolutions = {name: _evolution(con, t, existing[name][0]) for name, t in tables.items()}
+    with protocol.connect(settings) as conn:
+        tables = _claim(conn, house)
+        with duck.session(settings, duck_config, s3=destination.s3_access()) as con:
+            schemas = _check_schemas(con, house, tables)
             run = _start_or_resume(conn, house, list(tables.values()), settle, progress)
             _pause_if_asked("after_pending")
-            for name in run.windows:
-                if name not in tables:
-                    raise ExportError(f"run {run.run_id} names {name}, which is no longer exported")
-            pairs = {
-                name: iceberg.ensure_pair(
-                    house,
-                    tables[name].lake_name,
-                    tables[name].key_column,
-                    evolutions[name],
-                    existing[name],
-                )
-                for name in run.windows
-            }
-            export = _Export(conn, con, house, run, settings, progress)
-            results: list[TableResult] = []
-            outputs: dict[str, _TableFiles] = {}
-            for name, window in run.windows.items():
-                table = tables[name]
-                result = TableResult(
-                    name, window.load_type, _encode(window.lo), _encode(window.hi), window.deferred
-                )
-                progress.table_started(name, _estimate(conn, table, window))
-                clock = time.monotonic()
-                watcher = (
-                    _CopyWatcher(settings, progress, name)
-                    if progress.wants_rows and not window.empty
-                    else contextlib.nullcontext()
-                )
-                with watcher:
-                    out = export.write(pairs[name], table, window)
-                outputs[name] = out
-                result.rows, result.deletes, result.kept_chunks = out.rows, out.deletes, out.kept
-                result.files = len(out.changes) + len(out.current)
-                result.bytes = sum(w.bytes for w in out.changes + out.current)
-                result.seconds = time.monotonic() - clock
-                results.append(result)
+            parts = _lake_tables(house, run, tables, schemas)
+            export = _Export(conn, con, destination, run, settings, progress)
+            export.write_tables(parts)
             _pause_if_asked("after_files")
-            for i, (name, window) in enumerate(run.windows.items()):
-                clock = time.monotonic()
-                export.commit(pairs[name], tables[name], window, outputs[name])
-                results[i].seconds += time.monotonic() - clock
-                progress.table_done(results[i])
-                if i == 0:
-                    _pause_if_asked("between_commits")
+            export.commit_tables(parts)
         _pause_if_asked("after_commits")
-        protocol.commit_run(conn, run, {r.table: r.rows + r.deletes for r in results})
+        exported = {t.table.name: t.files.rows + t.files.deletes for t in parts}
+        protocol.commit_run(conn, run, exported)
     return RunSummary(
         run_id=run.run_id,
         target=destination.uri,
@@ -757,5 +757,52 @@ def _run(
         resumed=run.resumed,
         bound_time=run.bound_time.isoformat(),
         seconds=time.monotonic() - started,
-        tables=results,
+        tables=[t.result for t in parts],
     )
+
+
+def _claim(conn: psycopg.Connection[TupleRow], house: iceberg.House) -> dict[str, ExportedTable]:
+    """This exporter alone (the lock), on a lake of this database, and what it exports."""
+    protocol.acquire_lock(conn)
+    iceberg.claim(house, *protocol.source_identity(conn))
+    return {t.name: t for t in load_tables(conn, house.key)}
+
+
+@dataclass
+class _Schema:
+    """A table's lake tables as they are (either may not exist yet), and what they need."""
+
+    existing: tuple[Table | None, Table | None]
+    evolution: iceberg.Evolution
+
+
+def _check_schemas(
+    con: duckdb.DuckDBPyConnection, house: iceberg.House, tables: dict[str, ExportedTable]
+) -> dict[str, _Schema]:
+    """Every table's schema checked against its lake tables, before the run exists or anything
+    is written: a change they cannot follow stops the run here."""
+    existing = {name: iceberg.load_pair(house, t.lake_name) for name, t in tables.items()}
+    return {
+        name: _Schema(existing[name], _evolution(con, t, existing[name][0]))
+        for name, t in tables.items()
+    }
+
+
+def _lake_tables(
+    house: iceberg.House,
+    run: protocol.PendingRun,
+    tables: dict[str, ExportedTable],
+    schemas: dict[str, _Schema],
+) -> list[_TableRun]:
+    """The lake tables of each of the run's windows, created or evolved as its schema needs."""
+    for name in run.windows:
+        if name not in tables:
+            raise ExportError(f"run {run.run_id} names {name}, which is no longer exported")
+    parts = []
+    for name, window in run.windows.items():
+        table, schema = tables[name], schemas[name]
+        pair = iceberg.ensure_pair(
+            house, table.lake_name, table.key_column, schema.evolution, schema.existing
+        )
+        parts.append(_TableRun(table, window, pair))
+    return parts

@@ -18,7 +18,7 @@ import duckdb
 
 from animedb import db
 from exporter import duck, iceberg, lake, protocol
-from exporter.errors import ExportError
+from exporter.errors import ExportError, first_line
 from exporter.protocol import APPLICATION
 from exporter.tables import TOMBSTONES, ExportedTable, load_tables
 
@@ -210,12 +210,9 @@ def _verify(
     by_name = {t.name: t for t in tables}
     tombstone_watermark = by_name[TOMBSTONES].max_id if TOMBSTONES in by_name else 0
 
-    access = destination.s3_access()
     with duck.session(
-        settings, application_name=f"{APPLICATION}-verify", with_httpfs=access is not None
+        settings, application_name=f"{APPLICATION}-verify", s3=destination.s3_access()
     ) as con:
-        if access is not None:
-            duck.use_s3(con, access)
         try:
             return [
                 _check_table(con, destination, t, pairs.get(t.name), tombstone_watermark)
@@ -223,5 +220,5 @@ def _verify(
             ]
         except duckdb.Error as exc:
             raise ExportError(
-                f"verify could not read the lake or the database: {duck.first_line(exc)}"
+                f"verify could not read the lake or the database: {first_line(exc)}"
             ) from exc

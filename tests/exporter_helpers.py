@@ -3,6 +3,7 @@ exporter is judged against known changes (the generators' own tests judge the ge
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import selectors
 import signal
@@ -20,16 +21,29 @@ from exporter.run import PAUSE_VARIABLE
 from tests.pg_harness import REPO, Server
 
 Conn = psycopg.Connection[TupleRow]
+NO_SETTLE = dt.timedelta(0)  # a bound right at the start of the run: tests commit first
+
+
+def watermarks(conn: Conn) -> list[tuple[object, ...]]:
+    return conn.execute(
+        "select target, table_name, max_id, max_modified, last_run_id from etl.watermarks"
+        " order by 1, 2"
+    ).fetchall()
+
+
+def ids(conn: Conn, query: str, params: tuple[object, ...] = ()) -> list[int]:
+    """The first column of a statement's rows (a select, or a returning clause), as ints."""
+    return [int(r[0]) for r in conn.execute(query, params).fetchall()]
 
 
 def add_users(conn: Conn, count: int, prefix: str = "user") -> list[int]:
-    rows = conn.execute(
+    return ids(
+        conn,
         "insert into app.users (username, email, display_name, country_code, birth_year)"
         " select %s || g, %s || g || '@example.org', 'User ' || g, 'JP', 1990 + g %% 20"
         " from generate_series(1, %s) g returning user_id",
         (f"{prefix}_", f"{prefix}_", count),
-    ).fetchall()
-    return [int(r[0]) for r in rows]
+    )
 
 
 def add_watching(conn: Conn, users: list[int], mal_id: int = 6, score: int | None = 8) -> None:

@@ -9,15 +9,8 @@ import pytest
 from exporter import iceberg, lake, run_export
 from exporter.run import STEPS
 from tests import exporter_helpers as h
+from tests.exporter_helpers import NO_SETTLE, watermarks
 from tests.pg_harness import Server
-from tests.test_exporter_run import NO_SETTLE
-
-
-def watermarks(conn: h.Conn) -> list[tuple[object, ...]]:
-    return conn.execute(
-        "select target, table_name, max_id, max_modified, last_run_id from etl.watermarks"
-        " order by 1, 2"
-    ).fetchall()
 
 
 @pytest.mark.parametrize("step", STEPS)

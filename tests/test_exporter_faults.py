@@ -10,9 +10,9 @@ import pytest
 
 from exporter.run import PAUSE_VARIABLE
 from tests import exporter_helpers as h
+from tests.exporter_helpers import watermarks
 from tests.pg_harness import Server, free_port
 from tests.s3_harness import S3Endpoint
-from tests.test_exporter_crash import watermarks
 
 
 def assert_one_clear_line(stderr: str, *needles: str) -> None:

@@ -22,10 +22,8 @@ from exporter import verify as verify_module
 from exporter.run import CHUNK_ROWS_VARIABLE, PAUSE_VARIABLE
 from tests import exporter_helpers as h
 from tests import s3_harness
+from tests.exporter_helpers import NO_SETTLE, watermarks
 from tests.pg_harness import Server
-
-NO_SETTLE = dt.timedelta(0)
-
 
 # --- reading the lake as another engine does -----------------------------------------------------
 
@@ -45,10 +43,7 @@ def local(location: str) -> str:
 
 def reader(target: str | None = None) -> duckdb.DuckDBPyConnection:
     """DuckDB with its own Iceberg reader (and, for an s3:// target, S3 access)."""
-    access = lake.open_lake(target).s3_access() if target else None
-    con = duck.connect(with_httpfs=access is not None)
-    if access is not None:
-        duck.use_s3(con, access)
+    con = duck.connect(s3=lake.open_lake(target).s3_access() if target else None)
     duck.load_iceberg(con)
     return con
 
@@ -130,24 +125,15 @@ def change_everything(conn: h.Conn) -> dict[str, Any]:
     new = h.add_users(conn, 3, prefix="late")
     conn.execute("update app.users set bio = 'changed' where username = 'early_1'")
     conn.execute("update app.users set bio = bio where username = 'early_2'")  # not a change
-    old = [
-        int(r[0])
-        for r in conn.execute(
-            "select user_id from app.users where username in ('early_3', 'early_4') order by 1"
-        ).fetchall()
-    ]
-    ratings = [
-        int(r[0])
-        for r in conn.execute(
-            "delete from app.ratings where user_id = any(%s) returning rating_id", (old,)
-        ).fetchall()
-    ]
-    wishlist = [
-        int(r[0])
-        for r in conn.execute(
-            "delete from app.wishlist where user_id = any(%s) returning wishlist_id", (old,)
-        ).fetchall()
-    ]
+    old = h.ids(
+        conn, "select user_id from app.users where username in ('early_3', 'early_4') order by 1"
+    )
+    ratings = h.ids(
+        conn, "delete from app.ratings where user_id = any(%s) returning rating_id", (old,)
+    )
+    wishlist = h.ids(
+        conn, "delete from app.wishlist where user_id = any(%s) returning wishlist_id", (old,)
+    )
     h.add_watching(conn, new[:1], mal_id=1, score=10)
     conn.execute(
         "update app.wishlist set episodes_watched = episodes_watched + 1"
@@ -204,13 +190,6 @@ def assert_one_error_line(proc: subprocess.CompletedProcess[str], *needles: str)
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
-
-
-def watermark_rows(conn: h.Conn) -> list[tuple[object, ...]]:
-    return conn.execute(
-        "select target, table_name, max_id, max_modified, last_run_id from etl.watermarks"
-        " order by 1, 2"
-    ).fetchall()
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
@@ -280,12 +259,9 @@ def test_duckdb_reads_every_table_as_postgres_has_it(
             # every column of every row, as PostgreSQL has it (no writer since the run)
             columns = pg_columns(conn, source)
             assert lake_rows(con, location, columns) == pg_rows(conn, source, columns), source
-        committed = {
-            int(r[0])
-            for r in conn.execute(
-                "select run_id from etl.export_runs where status = 'committed'"
-            ).fetchall()
-        }
+        committed = set(
+            h.ids(conn, "select run_id from etl.export_runs where status = 'committed'")
+        )
         assert committed == {first.run_id, second.run_id}
 
         # the change log: deletes as rows with _deleted, every row naming its run
@@ -425,7 +401,7 @@ def test_a_resumed_run_commits_nothing_twice(
             assert 1 <= len(tagged) < len(before)
         else:
             assert len(tagged) == len(before)
-        marks = watermark_rows(conn)
+        marks = watermarks(conn)
 
         resumed = run_export(target, settings, settle=NO_SETTLE)
         assert resumed.resumed and resumed.run_id == killed
@@ -434,7 +410,7 @@ def test_a_resumed_run_commits_nothing_twice(
         ).fetchone()
         assert status == ("committed",)
         changed = {t.table for t in resumed.tables if t.rows or t.deletes}
-        assert watermark_rows(conn) != marks
+        assert watermarks(conn) != marks
     if load == "incremental":
         assert changed >= {"app.users", "app.wishlist", "app.ratings", "etl.tombstones"}
         assert "app.genres" not in changed
@@ -656,14 +632,14 @@ def test_an_inexpressible_change_stops_the_run_before_any_commit(
         conn.execute("insert into app.narrow_probe values (3, 30)")
         h.add_users(conn, 2, prefix="later")  # other tables have news too: none is committed
         refs = refs_of_every_table(target)
-        marks = watermark_rows(conn)
+        marks = watermarks(conn)
         runs = conn.execute("select run_id, status from etl.export_runs order by 1").fetchall()
 
         proc = h.run_cli(env, "run", "--target", target, "--settle", "0")
         assert_one_error_line(proc, "app.narrow_probe.c")
 
         assert refs_of_every_table(target) == refs
-        assert watermark_rows(conn) == marks
+        assert watermarks(conn) == marks
         assert (
             conn.execute("select run_id, status from etl.export_runs order by 1").fetchall() == runs
         )  # the run never started
@@ -901,14 +877,14 @@ def test_the_current_state_is_compacted_when_deletes_pile_up(
     settings = pg.settings(app_db)
     with pg.connect(app_db, autocommit=True) as conn:
         users = h.add_users(conn, 60, prefix="compact")
-        run_export(target, settings, settle=dt.timedelta(0))
+        run_export(target, settings, settle=NO_SETTLE)
         conn.execute("update app.users set bio = 'one' where user_id = any(%s)", (users[:20],))
-        second = run_export(target, settings, settle=dt.timedelta(0))
+        second = run_export(target, settings, settle=NO_SETTLE)
         house = iceberg.open_house(lake.open_lake(target))
         table = house.catalog.load_table("animedb.users")
         assert iceberg.live_files(table).deletes  # 20 of 80 stored rows deleted: not yet
         conn.execute("update app.users set bio = 'two' where user_id = any(%s)", (users[:30],))
-        third = run_export(target, settings, settle=dt.timedelta(0))
+        third = run_export(target, settings, settle=NO_SETTLE)
         row = conn.execute("select count(*) from app.users").fetchone()
         assert row is not None
         count = int(row[0])

@@ -16,9 +16,8 @@ import pytest
 from exporter import iceberg, lake, run_export
 from exporter.errors import ExportError
 from tests import exporter_helpers as h
+from tests.exporter_helpers import NO_SETTLE
 from tests.pg_harness import REPO, Server
-
-NO_SETTLE = dt.timedelta(0)
 
 
 def change_everything(conn: h.Conn) -> dict[str, set[int]]:
@@ -26,12 +25,9 @@ def change_everything(conn: h.Conn) -> dict[str, set[int]]:
     new = h.add_users(conn, 3, prefix="late")
     conn.execute("update app.users set bio = 'changed' where username = 'early_1'")
     conn.execute("update app.users set bio = bio where username = 'early_2'")  # not a change
-    old = [
-        r[0]
-        for r in conn.execute(
-            "select user_id from app.users where username in ('early_3', 'early_4') order by 1"
-        ).fetchall()
-    ]
+    old = h.ids(
+        conn, "select user_id from app.users where username in ('early_3', 'early_4') order by 1"
+    )
     conn.execute("delete from app.ratings where user_id = any(%s)", (old,))
     conn.execute("delete from app.wishlist where user_id = any(%s)", (old,))
     h.add_watching(conn, new[:1], mal_id=1, score=10)
