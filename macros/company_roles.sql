@@ -43,19 +43,26 @@ select * from final
 {% macro anime_companies_in_role(role, companies_model) -%}
 with roles as (
 
-    select * from {{ ref('stg_myanimelist__anime_companies') }} where role = '{{ role }}'
+    select * from {{ ref('stg_myanimelist__anime_companies') }}
+    where role = '{{ role }}'
 
 ),
 
 anime as (
 
-    select anime_id, mal_id from {{ ref('anime') }}
+    select
+        anime_id,
+        mal_id
+    from {{ ref('anime') }}
 
 ),
 
 companies as (
 
-    select {{ role }}_id, mal_id from {{ ref(companies_model) }}
+    select
+        {{ role }}_id,
+        mal_id
+    from {{ ref(companies_model) }}
 
 ),
 
@@ -74,7 +81,8 @@ linked as (
 final as (
 
     select
-        {{ surrogate_id('anime_' ~ role ~ '_id', ['anime_id', role ~ '_id'], 'linked') }} as anime_{{ role }}_id,
+        {{ surrogate_id('anime_' ~ role ~ '_id', ['anime_id', role ~ '_id'], 'linked') }}
+            as anime_{{ role }}_id,
         linked.anime_id,
         linked.{{ role }}_id
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from animedb import dbt as dbt_runner
 from animedb import seeds
@@ -188,12 +189,32 @@ def test_the_committed_seeds_pass() -> None:
     assert len(checked) == 12 and all(c.key for c in checked)
 
 
-def test_the_declared_keys_are_the_crawlers() -> None:
-    """The crawler merges rows by its items' keys: the checker must expect the same ones."""
+def test_the_declared_rules_are_the_crawlers() -> None:
+    """The crawler merges rows by its items' keys and keeps only rows with their required values
+    and known codes: the rules the seeds declare (config.meta in seeds/_seeds.yml), which the
+    seed checker and assert_seed enforce, must be the same."""
     from scrapy_crawler.items import ITEM_CLASSES
 
     declared = {name: key for name, (key, _) in seeds.declared_keys(pg_harness.REPO).items()}
     assert declared == {cls.seed(): cls.key for cls in ITEM_CLASSES}
+
+    properties = yaml.safe_load((pg_harness.REPO / "seeds" / "_seeds.yml").read_text())
+    metas = {seed["name"]: seed["config"]["meta"] for seed in properties["seeds"]}
+    declared_rules = {
+        name: (
+            set(meta.get("required", [])),
+            {column: tuple(values) for column, values in meta.get("accepted", {}).items()},
+        )
+        for name, meta in metas.items()
+    }
+    item_rules = {
+        cls.seed(): (
+            {name for name, rule in cls.rules().items() if rule.required},
+            {name: rule.choices for name, rule in cls.rules().items() if rule.choices},
+        )
+        for cls in ITEM_CLASSES
+    }
+    assert declared_rules == item_rules
 
 
 def test_a_quoted_cell_may_span_lines_and_rows_are_named_by_their_first_line() -> None:

@@ -6,13 +6,19 @@ with links as (
 
 anime as (
 
-    select anime_id, mal_id from {{ ref('anime') }}
+    select
+        anime_id,
+        mal_id
+    from {{ ref('anime') }}
 
 ),
 
 genres as (
 
-    select genre_id, mal_id from {{ ref('genres') }}
+    select
+        genre_id,
+        mal_id
+    from {{ ref('genres') }}
 
 ),
 

@@ -6,13 +6,19 @@ with credits as (
 
 anime as (
 
-    select anime_id, mal_id from {{ ref('anime') }}
+    select
+        anime_id,
+        mal_id
+    from {{ ref('anime') }}
 
 ),
 
 creators as (
 
-    select creator_id, mal_id from {{ ref('original_creators') }}
+    select
+        creator_id,
+        mal_id
+    from {{ ref('original_creators') }}
 
 ),
 
@@ -32,7 +38,9 @@ linked as (
 final as (
 
     select
-        {{ surrogate_id('anime_original_creator_id', ['anime_id', 'creator_id', 'role'], 'linked') }} as anime_original_creator_id,
+        {{ surrogate_id(
+            'anime_original_creator_id', ['anime_id', 'creator_id', 'role'], 'linked'
+        ) }} as anime_original_creator_id,
         linked.anime_id,
         linked.creator_id,
         linked.role

@@ -6,25 +6,37 @@ with roles as (
 
 anime as (
 
-    select anime_id, mal_id from {{ ref('anime') }}
+    select
+        anime_id,
+        mal_id
+    from {{ ref('anime') }}
 
 ),
 
 characters as (
 
-    select character_id, mal_id from {{ ref('characters') }}
+    select
+        character_id,
+        mal_id
+    from {{ ref('characters') }}
 
 ),
 
 voice_actors as (
 
-    select voice_actor_id, mal_id from {{ ref('voice_actors') }}
+    select
+        voice_actor_id,
+        mal_id
+    from {{ ref('voice_actors') }}
 
 ),
 
 languages as (
 
-    select language_id, name from {{ ref('languages') }}
+    select
+        language_id,
+        name
+    from {{ ref('languages') }}
 
 ),
 
@@ -48,7 +60,11 @@ linked as (
 final as (
 
     select
-        {{ surrogate_id('anime_voice_actor_id', ['anime_id', 'character_id', 'voice_actor_id', 'language_id', 'character_role'], 'linked') }} as anime_voice_actor_id,
+        {{ surrogate_id(
+            'anime_voice_actor_id',
+            ['anime_id', 'character_id', 'voice_actor_id', 'language_id', 'character_role'],
+            'linked'
+        ) }} as anime_voice_actor_id,
         linked.anime_id,
         linked.character_id,
         linked.voice_actor_id,

@@ -2,7 +2,10 @@
 -- ("Original Creator") and the authors of the manga the anime adapts ("Story & Art", ...).
 with staff_credits as (
 
-    select anime_mal_id, person_mal_id, role
+    select
+        anime_mal_id,
+        person_mal_id,
+        role
     from {{ ref('stg_myanimelist__anime_original_creators') }}
 
 ),

@@ -15,15 +15,19 @@
 with counts as (
 
     {% for seed, staged in bridges %}
-    select
-        'seeds/{{ seed }}.csv' as seed_file,
-        (select count(*) from {{ ref(seed) }}) as seed_rows,
-        (select count(*) from {{ ref(staged) }}) as kept_rows
-    {% if not loop.last %}union all{% endif %}
+        select
+            'seeds/{{ seed }}.csv' as seed_file,
+            (select count(*) from {{ ref(seed) }}) as seed_rows,
+            (select count(*) from {{ ref(staged) }}) as kept_rows
+        {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
 )
 
-select seed_file, seed_rows, kept_rows, seed_rows - kept_rows as left_out_rows
+select
+    seed_file,
+    seed_rows,
+    kept_rows,
+    seed_rows - kept_rows as left_out_rows
 from counts
 where seed_rows > kept_rows

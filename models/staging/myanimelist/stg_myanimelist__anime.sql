@@ -1,5 +1,4 @@
-{{ assert_seed(ref('mal_anime'), required=['anime_id', 'title'],
-               accepted={'season': ['winter', 'spring', 'summer', 'fall']}) }}
+{{ assert_seed(ref('mal_anime')) }}
 
 with source as (
 

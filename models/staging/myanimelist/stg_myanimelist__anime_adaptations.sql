@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_anime_adaptations'), required=['anime_id', 'manga_id']) }}
+{{ assert_seed(ref('mal_anime_adaptations')) }}
 
 with source as (
 
@@ -35,7 +35,7 @@ resolved as (
     select renamed.*
     from renamed
     where exists (select 1 from anime where anime.mal_id = renamed.anime_mal_id)
-      and exists (select 1 from manga where manga.mal_id = renamed.manga_mal_id)
+        and exists (select 1 from manga where manga.mal_id = renamed.manga_mal_id)
 
 )
 

@@ -1,5 +1,4 @@
-{{ assert_seed(ref('mal_anime_companies'), required=['anime_id', 'company_id', 'role'],
-               accepted={'role': ['studio', 'producer', 'licensor']}) }}
+{{ assert_seed(ref('mal_anime_companies')) }}
 
 with source as (
 
@@ -37,7 +36,7 @@ resolved as (
     select renamed.*
     from renamed
     where exists (select 1 from anime where anime.mal_id = renamed.anime_mal_id)
-      and exists (select 1 from companies where companies.mal_id = renamed.company_mal_id)
+        and exists (select 1 from companies where companies.mal_id = renamed.company_mal_id)
 
 )
 

@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_anime_genres'), required=['anime_id', 'genre_id']) }}
+{{ assert_seed(ref('mal_anime_genres')) }}
 
 with source as (
 
@@ -35,7 +35,7 @@ resolved as (
     select renamed.*
     from renamed
     where exists (select 1 from anime where anime.mal_id = renamed.anime_mal_id)
-      and exists (select 1 from genres where genres.mal_id = renamed.genre_mal_id)
+        and exists (select 1 from genres where genres.mal_id = renamed.genre_mal_id)
 
 )
 

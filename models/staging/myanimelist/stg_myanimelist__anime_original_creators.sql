@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_anime_original_creators'), required=['anime_id', 'person_id', 'role']) }}
+{{ assert_seed(ref('mal_anime_original_creators')) }}
 
 with source as (
 
@@ -36,7 +36,7 @@ resolved as (
     select renamed.*
     from renamed
     where exists (select 1 from anime where anime.mal_id = renamed.anime_mal_id)
-      and exists (select 1 from people where people.mal_id = renamed.person_mal_id)
+        and exists (select 1 from people where people.mal_id = renamed.person_mal_id)
 
 )
 

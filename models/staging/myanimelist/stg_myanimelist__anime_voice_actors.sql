@@ -1,5 +1,4 @@
-{{ assert_seed(ref('mal_anime_voice_actors'), required=['anime_id', 'character_id', 'person_id', 'character_role'],
-               accepted={'character_role': ['Main', 'Supporting']}) }}
+{{ assert_seed(ref('mal_anime_voice_actors')) }}
 
 with source as (
 
@@ -45,13 +44,13 @@ deduplicated as (
     select renamed.*
     from renamed
     where renamed.language is not null
-       or not exists (
+        or not exists (
             select 1 from renamed as told
             where told.anime_mal_id = renamed.anime_mal_id
-              and told.character_mal_id = renamed.character_mal_id
-              and told.person_mal_id = renamed.person_mal_id
-              and told.language is not null
-       )
+                and told.character_mal_id = renamed.character_mal_id
+                and told.person_mal_id = renamed.person_mal_id
+                and told.language is not null
+        )
 
 ),
 
@@ -60,8 +59,10 @@ resolved as (
     select deduplicated.*
     from deduplicated
     where exists (select 1 from anime where anime.mal_id = deduplicated.anime_mal_id)
-      and exists (select 1 from characters where characters.mal_id = deduplicated.character_mal_id)
-      and exists (select 1 from people where people.mal_id = deduplicated.person_mal_id)
+        and exists (
+            select 1 from characters where characters.mal_id = deduplicated.character_mal_id
+        )
+        and exists (select 1 from people where people.mal_id = deduplicated.person_mal_id)
 
 )
 

@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_characters'), required=['character_id', 'name']) }}
+{{ assert_seed(ref('mal_characters')) }}
 
 with source as (
 

@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_companies'), required=['company_id', 'name']) }}
+{{ assert_seed(ref('mal_companies')) }}
 
 with source as (
 

@@ -1,5 +1,4 @@
-{{ assert_seed(ref('mal_genres'), required=['genre_id', 'name', 'kind'],
-               accepted={'kind': ['genre', 'explicit_genre', 'theme', 'demographic']}) }}
+{{ assert_seed(ref('mal_genres')) }}
 
 with source as (
 

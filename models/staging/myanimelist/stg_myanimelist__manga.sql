@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_manga'), required=['manga_id', 'title']) }}
+{{ assert_seed(ref('mal_manga')) }}
 
 with source as (
 

@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_manga_authors'), required=['manga_id', 'person_id', 'role']) }}
+{{ assert_seed(ref('mal_manga_authors')) }}
 
 with source as (
 
@@ -36,7 +36,7 @@ resolved as (
     select renamed.*
     from renamed
     where exists (select 1 from manga where manga.mal_id = renamed.manga_mal_id)
-      and exists (select 1 from people where people.mal_id = renamed.person_mal_id)
+        and exists (select 1 from people where people.mal_id = renamed.person_mal_id)
 
 )
 

@@ -1,4 +1,4 @@
-{{ assert_seed(ref('mal_people'), required=['person_id', 'name']) }}
+{{ assert_seed(ref('mal_people')) }}
 
 with source as (
 
