@@ -24,6 +24,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from animedb import REPO
+from animedb.errors import first_line
+
 PG_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
 DEFAULT_DATABASE = "animedb"
 EMBEDDED_USER = "postgres"
@@ -100,8 +103,7 @@ def project_home() -> Path:
     configured = os.environ.get(HOME_VARIABLE)
     if configured:
         return Path(configured).expanduser().resolve()
-    repo = Path(__file__).resolve().parent.parent
-    base = repo if (repo / "dbt_project.yml").exists() else Path.cwd()
+    base = REPO if (REPO / "dbt_project.yml").exists() else Path.cwd()
     return base / ".animedb"
 
 
@@ -237,7 +239,7 @@ def connect(
             autocommit=autocommit,
         )
     except psycopg.OperationalError as exc:
-        reason = _first_line(exc)
+        reason = first_line(exc)
         as_role = "" if role is None else f" as {role}"
         # the server answered and turned the login away, or asked for a password libpq has
         # not got: a matter of the role's credentials
@@ -252,11 +254,6 @@ def redact_conninfo(text: str) -> str:
     """`text` with the value of any `password=` connection parameter masked (DuckDB and libpq
     can repeat a whole connection string in their errors)."""
     return _PASSWORD_PARAMETER.sub("password=********", text)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager

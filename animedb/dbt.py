@@ -10,9 +10,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from animedb import db, seeds
+from animedb import REPO, db, seeds
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = REPO
 # dbt's own variable for --project-dir; the wrapper honours it the same way
 PROJECT_DIR_VARIABLE = "DBT_PROJECT_DIR"
 # dbt commands that may load seeds (`retry` repeats a failed build or seed)

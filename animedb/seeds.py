@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from animedb.errors import first_line
+
 if TYPE_CHECKING:
     from _csv import _reader
 
@@ -56,8 +58,7 @@ def _load_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SeedError(f"{path}: cannot be read as YAML: {first}") from exc
+        raise SeedError(f"{path}: cannot be read as YAML: {first_line(exc)}") from exc
 
 
 def seed_folders(project_dir: Path) -> list[Path]:

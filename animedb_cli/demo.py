@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from animedb import db, seeds
+from animedb import REPO, db, seeds
 from animedb import dbt as dbt_runner
 from animedb_cli.crawl import run_crawl
 from exporter import ExportError, RunSummary, run_export
@@ -28,7 +28,6 @@ from exporter.verify import verify
 from generators import GeneratorError, TickConfig
 from generators import report as activity
 
-REPO = Path(__file__).resolve().parent.parent
 LAKE = REPO / "lake"
 REPORT = REPO / "lake-report.html"
 ROUNDS = 3

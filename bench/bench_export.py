@@ -41,10 +41,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from animedb import db
+from animedb import REPO, db
 from animedb import dbt as dbt_runner
 
-REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
 DATABASE = "animedb_bench"
 FULL_TABLE = "bench.events"

@@ -1,12 +1,9 @@
 """The one error type of the exporter: its message is a single line saying what is wrong and what
 to do; the CLI prints it and exits non-zero, the Lambda handler reports it."""
 
+from animedb.errors import first_line
 
-def first_line(exc: BaseException) -> str:
-    """What an exception says, in one line: its first (DuckDB, PostgreSQL and pyiceberg say
-    more on the lines after), or its type when it says nothing."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+__all__ = ["ExportBusy", "ExportError", "first_line"]
 
 
 class ExportError(RuntimeError):

@@ -21,7 +21,6 @@ shows it on hover, no script) are a hundred lines here. The report never runs on
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 from collections import defaultdict
@@ -33,13 +32,14 @@ import jinja2
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
+from animedb.files import atomic_write
+from animedb.vocabulary import WRITTEN_TABLES
 from exporter import duck, iceberg, lake
 from exporter.errors import ExportError, first_line
 from exporter.tables import TOMBSTONES
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f", "#bab0ac")  # fmt: skip
-ACTIVITY_TABLES = ("app.users", "app.wishlist", "app.ratings")
 KINDS = ("inserted", "updated", "deleted")
 
 
@@ -195,7 +195,7 @@ def collect(target_uri: str, catalog: str | None = None, namespace: str | None =
     by_source = {p.source: p for p in pairs}
     con = duck.connect(s3=target.s3_access())
     try:
-        for source in ACTIVITY_TABLES:
+        for source in WRITTEN_TABLES:
             if source in by_source:
                 _activity(con, target, by_source[source], facts)
         _latest_state(con, target, by_source, facts)
@@ -381,7 +381,7 @@ def _series_by_table(facts: LakeFacts) -> dict[str, dict[int, int]]:
     """The user tables one by one, the catalog's (which move only with a crawl) as one series."""
     busy: dict[str, dict[int, int]] = {"catalog": defaultdict(int)}
     for table, values in sorted(facts.rows.items()):
-        if table in (*ACTIVITY_TABLES, TOMBSTONES):
+        if table in (*WRITTEN_TABLES, TOMBSTONES):
             busy[table] = values
         else:
             for run, n in values.items():
@@ -435,14 +435,9 @@ def write_report(
 ) -> Path:
     """Collect the lake's facts and write the page, atomically; returns its path."""
     page = render(collect(target, catalog, namespace))
-    staged = output.with_name(f".{output.name}.tmp")
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        staged.write_text(page, encoding="utf-8")
-        staged.replace(output)
+        atomic_write(output, page.encode("utf-8"))
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            staged.unlink(missing_ok=True)
         raise ExportError(
             f"cannot write the report to {output}: {exc.strerror or exc} "
             "(choose a writable place with --output)"

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from animedb import cli as conventions
 from animedb import db
+from animedb.errors import first_line
 from generators import report
 from generators.config import GeneratorError, TickConfig
 from generators.schedule import Schedule, parse_schedule, run_every
@@ -95,7 +96,7 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(_one_line(str(exc))) from exc
     except psycopg.Error as exc:
         raise click.ClickException(
-            f"the tick failed and was rolled back: {_first_line(exc)}"
+            f"the tick failed and was rolled back: {first_line(exc)}"
         ) from exc
 
 
@@ -195,7 +196,7 @@ def run(every: str, quiet: bool, as_json: bool, max_ticks: int | None, **options
         stop.set()
 
     def on_error(exc: Exception) -> None:
-        click.echo(f"Error: tick failed and was rolled back: {_first_line(exc)}", err=True)
+        click.echo(f"Error: tick failed and was rolled back: {first_line(exc)}", err=True)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -228,8 +229,3 @@ def _plain(summary: Any) -> dict[str, Any]:
     if isinstance(data.get("seconds"), float):
         data["seconds"] = round(data["seconds"], 3)
     return data
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

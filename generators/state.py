@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import TupleRow
 
+from animedb.vocabulary import WRITTEN_TABLES
 from generators.config import CatalogMissing
 
 Conn = psycopg.Connection[TupleRow]
@@ -18,8 +19,7 @@ Conn = psycopg.Connection[TupleRow]
 RATEABLE = ("watching", "completed")
 # Unlisted anime dropped out of the crawl: users rarely find them any more.
 UNLISTED_WEIGHT = 0.02
-NEEDED_TABLES = ("app.anime", "app.genres", "app.anime_genres", "app.users", "app.wishlist",
-                 "app.ratings")  # fmt: skip
+NEEDED_TABLES = ("app.anime", "app.genres", "app.anime_genres", *WRITTEN_TABLES)
 BUILD_HINT = "run `animedb dbt build` to load the catalog"
 
 

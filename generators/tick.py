@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from animedb import db
+from animedb.errors import first_line
 from generators import state
 from generators.config import GeneratorError, TickConfig
 from generators.plan import plan_tick
@@ -129,7 +130,7 @@ def run_tick(
                 if retries >= config.max_retries:
                     raise TickFailed(
                         f"tick seed={seed} lost {retries + 1} races in a row "
-                        f"(last: {type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                        f"(last: {type(exc).__name__}: {first_line(exc)}); "
                         "nothing was written"
                     ) from exc
                 retries += 1

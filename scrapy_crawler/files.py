@@ -1,7 +1,5 @@
-"""Atomic file writes: a file is written beside its target, then renamed over it.
-
-`atomic_write` does it for one file; `staging_folder` and `move_into` do it for a set of files
-that are all written before the first one replaces its target.
+"""The seeds' file handling: `staging_folder` and `move_into` replace a set of files that are all
+written before the first one replaces its target (one file at a time: `animedb.files`).
 """
 
 from __future__ import annotations
@@ -14,28 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-# mkstemp creates files readable by the owner only; give them the usual umask-based mode.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def _install(temp: Path, path: Path) -> None:
-    """Rename `temp` over `path` (one atomic step on one file system), with the usual mode."""
-    temp.chmod(0o666 & ~_UMASK)
-    temp.replace(path)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        _install(Path(temp_name), path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+from animedb.files import install
 
 
 def unwritable(folder: Path) -> str | None:
@@ -85,4 +62,4 @@ def staging_folder(target: Path) -> Iterator[Path]:
 def move_into(staging: Path, target: Path, names: Iterable[str]) -> None:
     """Move each named file from `staging` over its namesake in `target`, one rename each."""
     for name in names:
-        _install(staging / name, target / name)
+        install(staging / name, target / name)

@@ -19,7 +19,7 @@ from scrapy.extensions.httpcache import DummyPolicy
 from scrapy.http import HtmlResponse, Response
 from scrapy.settings import BaseSettings
 
-from scrapy_crawler.files import atomic_write
+from animedb.files import atomic_write
 from scrapy_crawler.urls import url_to_filename
 
 logger = logging.getLogger(__name__)

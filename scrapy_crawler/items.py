@@ -16,6 +16,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any, ClassVar, get_args, get_type_hints
 
+from animedb.vocabulary import SEASONS
 from scrapy_crawler.loaders import (
     cleaned,
     parse_date,
@@ -28,7 +29,6 @@ from scrapy_crawler.loaders import (
     to_status,
     to_year,
 )
-from scrapy_crawler.urls import SEASONS
 
 # Bookkeeping fields that travel with an item but are not CSV columns.
 _META_FIELDS = frozenset({"priority", "page_url"})

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from itemloaders.processors import MapCompose, TakeFirst
 from scrapy.loader import ItemLoader
 
-from scrapy_crawler.urls import SEASONS
+from animedb.vocabulary import SEASONS
 
 UNKNOWN = frozenset(
     {

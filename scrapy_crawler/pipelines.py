@@ -20,7 +20,7 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 
-from scrapy_crawler.files import atomic_write
+from animedb.files import atomic_write
 from scrapy_crawler.items import ITEM_CLASSES, AnimeVoiceActor, Record
 from scrapy_crawler.seeds import REFUSED_STAT, REPLACED_STAT, SeedsRefused, replace_seeds
 

@@ -7,6 +7,8 @@ from datetime import date
 from enum import StrEnum
 from urllib.parse import unquote, urljoin, urlsplit
 
+from animedb.vocabulary import SEASONS
+
 BASE_URL = "https://myanimelist.net"
 
 
@@ -22,10 +24,11 @@ class PageType(StrEnum):
     PERSON = "person"
 
 
+_SEASON_WORDS = "|".join(SEASONS)
 # Matched against the path alone; the order matters (characters before the bare anime page).
 _PAGE_PATTERNS: tuple[tuple[PageType, re.Pattern[str]], ...] = (
     (PageType.TOP, re.compile(r"^/topanime(?:\.php)?/?$")),
-    (PageType.SEASON, re.compile(r"^/anime/season(?:/\d{4}/(?:winter|spring|summer|fall))?/?$")),
+    (PageType.SEASON, re.compile(rf"^/anime/season(?:/\d{{4}}/(?:{_SEASON_WORDS}))?/?$")),
     (PageType.STUDIO, re.compile(r"^/anime/producer/\d+(?:/[^/]*)?/?$")),
     (PageType.CHARACTERS, re.compile(r"^/anime/\d+(?:/[^/]+)?/characters/?$")),
     (PageType.ANIME, re.compile(r"^/anime/\d+(?:/[^/]*)?/?$")),
@@ -43,7 +46,7 @@ _LINK_PATTERNS: dict[str, re.Pattern[str]] = {
     "genre": re.compile(r"/anime/genre/(\d+)(?:/|$|\?)"),
 }
 
-_SEASON_PATH = re.compile(r"^/anime/season/(\d{4})/(winter|spring|summer|fall)/?$")
+_SEASON_PATH = re.compile(rf"^/anime/season/(\d{{4}})/({_SEASON_WORDS})/?$")
 _SUBJECT_PATH = re.compile(r"^/(anime/producer|anime|manga|people)/(\d+)")
 _SUBJECT_KIND = {
     "anime/producer": "company",
@@ -52,8 +55,6 @@ _SUBJECT_KIND = {
     "people": "person",
 }
 _NOT_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
-
-SEASONS = ("winter", "spring", "summer", "fall")
 
 
 def page_type(url: str) -> PageType | None:

@@ -22,6 +22,7 @@ from scrapy.core.downloader.handlers.base import BaseDownloadHandler
 from scrapy.crawler import Crawler
 from scrapy.http import HtmlResponse, Response, TextResponse
 
+from animedb import REPO
 from scrapy_crawler.items import Anime, Record
 from scrapy_crawler.parsers import Parsed, parse_page
 from scrapy_crawler.pipelines import validation_error
@@ -29,7 +30,6 @@ from scrapy_crawler.urls import url_to_filename
 
 R = TypeVar("R", bound=Record)
 
-REPO = Path(__file__).resolve().parent.parent
 SHARED_PAGES = (REPO / ".." / "shared" / "fixtures" / "myanimelist").resolve()
 LOCAL_PAGES = Path(__file__).resolve().parent / "crawler_pages"
 SEEDS = REPO / "seeds"

@@ -16,9 +16,10 @@ import duckdb
 import psycopg
 from psycopg.rows import TupleRow
 
+from animedb import REPO
 from exporter import verify as verify_module
 from exporter.run import PAUSE_VARIABLE
-from tests.pg_harness import REPO, Server
+from tests.pg_harness import Server
 
 Conn = psycopg.Connection[TupleRow]
 NO_SETTLE = dt.timedelta(0)  # a bound right at the start of the run: tests commit first

@@ -13,7 +13,7 @@ from samtranslator.parser.parser import Parser  # type: ignore[import-untyped]
 from samtranslator.translator.translator import Translator  # type: ignore[import-untyped]
 from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-untyped]
 
-from tests.pg_harness import REPO
+from animedb import REPO
 
 INFRA = REPO / "infra"
 TEMPLATE = INFRA / "template.yaml"

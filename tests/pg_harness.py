@@ -20,9 +20,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from animedb import db
+from animedb import REPO, db
 
-REPO = Path(__file__).resolve().parent.parent
 PG_BIN = Path(os.environ.get("ANIMEDB_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 FIXTURE_SEEDS = REPO / "tests" / "dbt_fixture" / "seeds"
 VENV_BIN = Path(sys.executable).parent

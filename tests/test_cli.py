@@ -19,14 +19,14 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from animedb import db
+from animedb import REPO, db
 from animedb import dbt as dbt_runner
 from animedb.cli import DISTRIBUTION
 from animedb_cli.main import main as animedb
 from exporter.cli import main as exporter
 from generators.cli import main as generators
 from tests.crawler_helpers import LOCAL_PAGES, LOCAL_START_URLS, run_crawl, same_files
-from tests.pg_harness import REPO, free_port
+from tests.pg_harness import free_port
 
 TOOLS = ("generators", "exporter", "scrapy_crawler", "animedb_cli")
 

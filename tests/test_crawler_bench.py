@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.crawler_helpers import LOCAL_PAGES, MAL, REPO
+from animedb import REPO
+from tests.crawler_helpers import LOCAL_PAGES, MAL
 
 
 def bench_crawl(*args: str) -> subprocess.CompletedProcess[str]:

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from animedb import REPO
 from exporter import run_export
 from exporter.errors import ExportError
 from tests import exporter_helpers as h
 from tests.generator_helpers import catalog_template, rule_breaches
-from tests.pg_harness import REPO, Server
+from tests.pg_harness import Server
 
 DURATION_S = 20
 

@@ -13,11 +13,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from animedb import REPO
 from exporter import iceberg, lake, run_export
 from exporter.errors import ExportError
 from tests import exporter_helpers as h
 from tests.exporter_helpers import NO_SETTLE
-from tests.pg_harness import REPO, Server
+from tests.pg_harness import Server
 
 
 def change_everything(conn: h.Conn) -> dict[str, set[int]]:

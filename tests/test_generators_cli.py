@@ -15,9 +15,10 @@ import psycopg
 import pytest
 from psycopg.rows import TupleRow
 
+from animedb import REPO
 from generators.tick import APPLICATION_NAME, HOLD_BEFORE_COMMIT_ENV
 from tests.generator_helpers import catalog_template, data_rows, rule_breaches, table_counts
-from tests.pg_harness import REPO, Server, free_port
+from tests.pg_harness import Server, free_port
 
 Conn = psycopg.Connection[TupleRow]
 EMPTY = {"app.users": 0, "app.wishlist": 0, "app.ratings": 0, "etl.tombstones": 0}

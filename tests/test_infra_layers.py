@@ -23,8 +23,8 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from animedb import REPO
 from tests.infra_helpers import INFRA, build_layers
-from tests.pg_harness import REPO
 
 # Wheels are downloaded once (about 46 MB for the exporter and generator layers of one Python)
 # and kept here, beside the real builds' wheels, so that reruns are offline and fast.

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from animedb import REPO, seeds
 from animedb import dbt as dbt_runner
-from animedb import seeds
 from tests import pg_harness
 from tests.pg_harness import Server
 
@@ -185,7 +185,7 @@ def test_a_quarter_is_not_refused(pg: Server, app_db: str, project: Path) -> Non
 
 
 def test_the_committed_seeds_pass() -> None:
-    checked = seeds.check_project(pg_harness.REPO)
+    checked = seeds.check_project(REPO)
     assert len(checked) == 12 and all(c.key for c in checked)
 
 
@@ -195,10 +195,10 @@ def test_the_declared_rules_are_the_crawlers() -> None:
     seed checker and assert_seed enforce, must be the same."""
     from scrapy_crawler.items import ITEM_CLASSES
 
-    declared = {name: key for name, (key, _) in seeds.declared_keys(pg_harness.REPO).items()}
+    declared = {name: key for name, (key, _) in seeds.declared_keys(REPO).items()}
     assert declared == {cls.seed(): cls.key for cls in ITEM_CLASSES}
 
-    properties = yaml.safe_load((pg_harness.REPO / "seeds" / "_seeds.yml").read_text())
+    properties = yaml.safe_load((REPO / "seeds" / "_seeds.yml").read_text())
     metas = {seed["name"]: seed["config"]["meta"] for seed in properties["seeds"]}
     declared_rules = {
         name: (

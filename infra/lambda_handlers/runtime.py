@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from animedb import db
+from animedb.errors import first_line
 from lambda_handlers import rds
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,8 @@ def invoke(
             what,
             rds.redact("".join(traceback.format_exception(exc))),
         )
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise RunFailed(
-            rds.redact(f"{what} failed: {type(exc).__name__}: {first}".rstrip(": "))
-        ) from None
+        said = f": {first_line(exc)}" if str(exc).strip() else ""
+        raise RunFailed(rds.redact(f"{what} failed: {type(exc).__name__}{said}")) from None
     result = {**result, "seconds_in_handler": round(time.monotonic() - started, 3)}
     log.info("%s done: %s", what, json.dumps(result, default=str, sort_keys=True))
     return result

@@ -7,6 +7,7 @@ import re
 from parsel import Selector
 from scrapy.http import TextResponse
 
+from animedb.vocabulary import SEASONS
 from scrapy_crawler.items import (
     Anime,
     AnimeOriginalCreator,
@@ -17,7 +18,7 @@ from scrapy_crawler.items import (
 from scrapy_crawler.loaders import load
 from scrapy_crawler.parsers.anime import ORIGINAL_CREATOR
 from scrapy_crawler.parsers.common import Parsed, anime_link, character_role, text_of, unique
-from scrapy_crawler.urls import SEASONS, link_id, page_subject
+from scrapy_crawler.urls import link_id, page_subject
 
 _SEASON_INFO = re.compile(rf"(?i)^({'|'.join(SEASONS)})\s+\d{{4}}$")
 
