@@ -72,25 +72,18 @@
     $fn$;
 {%- endmacro %}
 
-{#- post-hook of the ratings model, the last of the two tables to exist -#}
+{#- post-hook of the ratings model, the last of the two tables to exist: each rule after insert
+    and after update, one trigger for each, as a trigger with a transition table has one event -#}
 {% macro rating_rule_triggers() -%}
-    create or replace trigger ratings_allowed_on_insert
-        after insert on app.ratings
+    {%- for trigger, table, function in [
+        ('ratings_allowed', 'ratings', 'check_ratings_allowed'),
+        ('wishlist_rules', 'wishlist', 'check_wishlist_changes'),
+    ] -%}
+        {%- for event in ['insert', 'update'] %}
+    create or replace trigger {{ trigger }}_on_{{ event }}
+        after {{ event }} on app.{{ table }}
         referencing new table as new_rows
-        for each statement execute function app.check_ratings_allowed();
-
-    create or replace trigger ratings_allowed_on_update
-        after update on app.ratings
-        referencing new table as new_rows
-        for each statement execute function app.check_ratings_allowed();
-
-    create or replace trigger wishlist_rules_on_insert
-        after insert on app.wishlist
-        referencing new table as new_rows
-        for each statement execute function app.check_wishlist_changes();
-
-    create or replace trigger wishlist_rules_on_update
-        after update on app.wishlist
-        referencing new table as new_rows
-        for each statement execute function app.check_wishlist_changes();
+        for each statement execute function app.{{ function }}();
+        {% endfor -%}
+    {%- endfor -%}
 {%- endmacro %}

@@ -11,17 +11,13 @@ with companies as (
 roles as (
 
     select * from {{ ref('stg_myanimelist__anime_companies') }}
+    where role = '{{ role }}'
 
 ),
 
 in_role as (
 
-    select companies.*
-    from companies
-    where exists (
-        select 1 from roles
-        where roles.company_mal_id = companies.mal_id and roles.role = '{{ role }}'
-    )
+    {{ named_in('companies', 'roles', 'company_mal_id') }}
 
 ),
 
@@ -48,33 +44,12 @@ with roles as (
 
 ),
 
-anime as (
-
-    select
-        anime_id,
-        mal_id
-    from {{ ref('anime') }}
-
-),
-
-companies as (
-
-    select
-        {{ role }}_id,
-        mal_id
-    from {{ ref(companies_model) }}
-
-),
-
 linked as (
 
-    select
-        anime.anime_id,
-        companies.{{ role }}_id
-
-    from roles
-    join anime on anime.mal_id = roles.anime_mal_id
-    join companies on companies.mal_id = roles.company_mal_id
+    {{ resolve_ends('roles', {
+        'anime_mal_id': [ref('anime'), 'anime_id'],
+        'company_mal_id': [ref(companies_model), role ~ '_id'],
+    }) }}
 
 ),
 

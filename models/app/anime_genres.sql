@@ -4,33 +4,12 @@ with links as (
 
 ),
 
-anime as (
-
-    select
-        anime_id,
-        mal_id
-    from {{ ref('anime') }}
-
-),
-
-genres as (
-
-    select
-        genre_id,
-        mal_id
-    from {{ ref('genres') }}
-
-),
-
 linked as (
 
-    select
-        anime.anime_id,
-        genres.genre_id
-
-    from links
-    join anime on anime.mal_id = links.anime_mal_id
-    join genres on genres.mal_id = links.genre_mal_id
+    {{ resolve_ends('links', {
+        'anime_mal_id': [ref('anime'), 'anime_id'],
+        'genre_mal_id': [ref('genres'), 'genre_id'],
+    }) }}
 
 ),
 

@@ -4,34 +4,12 @@ with credits as (
 
 ),
 
-anime as (
-
-    select
-        anime_id,
-        mal_id
-    from {{ ref('anime') }}
-
-),
-
-creators as (
-
-    select
-        creator_id,
-        mal_id
-    from {{ ref('original_creators') }}
-
-),
-
 linked as (
 
-    select
-        anime.anime_id,
-        creators.creator_id,
-        credits.role
-
-    from credits
-    join anime on anime.mal_id = credits.anime_mal_id
-    join creators on creators.mal_id = credits.person_mal_id
+    {{ resolve_ends('credits', {
+        'anime_mal_id': [ref('anime'), 'anime_id'],
+        'person_mal_id': [ref('original_creators'), 'creator_id'],
+    }, columns=['role']) }}
 
 ),
 

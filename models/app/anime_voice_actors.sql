@@ -4,33 +4,6 @@ with roles as (
 
 ),
 
-anime as (
-
-    select
-        anime_id,
-        mal_id
-    from {{ ref('anime') }}
-
-),
-
-characters as (
-
-    select
-        character_id,
-        mal_id
-    from {{ ref('characters') }}
-
-),
-
-voice_actors as (
-
-    select
-        voice_actor_id,
-        mal_id
-    from {{ ref('voice_actors') }}
-
-),
-
 languages as (
 
     select
@@ -40,20 +13,25 @@ languages as (
 
 ),
 
-linked as (
+-- a role whose language is unknown keeps it unknown: a null language_id
+spoken as (
 
     select
-        anime.anime_id,
-        characters.character_id,
-        voice_actors.voice_actor_id,
-        languages.language_id,
-        roles.character_role
+        roles.*,
+        languages.language_id
 
     from roles
-    join anime on anime.mal_id = roles.anime_mal_id
-    join characters on characters.mal_id = roles.character_mal_id
-    join voice_actors on voice_actors.mal_id = roles.person_mal_id
     left join languages on languages.name = roles.language
+
+),
+
+linked as (
+
+    {{ resolve_ends('spoken', {
+        'anime_mal_id': [ref('anime'), 'anime_id'],
+        'character_mal_id': [ref('characters'), 'character_id'],
+        'person_mal_id': [ref('voice_actors'), 'voice_actor_id'],
+    }, columns=['language_id', 'character_role']) }}
 
 ),
 

@@ -4,17 +4,9 @@ with people as (
 
 ),
 
-credits as (
-
-    select distinct person_mal_id from {{ ref('int_anime_original_creator_credits') }}
-
-),
-
 creators as (
 
-    select people.*
-    from people
-    join credits on credits.person_mal_id = people.mal_id
+    {{ named_in('people', ref('int_anime_original_creator_credits'), 'person_mal_id') }}
 
 ),
 

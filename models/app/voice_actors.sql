@@ -4,17 +4,9 @@ with people as (
 
 ),
 
-roles as (
-
-    select distinct person_mal_id from {{ ref('stg_myanimelist__anime_voice_actors') }}
-
-),
-
 voice_actors as (
 
-    select people.*
-    from people
-    join roles on roles.person_mal_id = people.mal_id
+    {{ named_in('people', ref('stg_myanimelist__anime_voice_actors'), 'person_mal_id') }}
 
 ),
 

@@ -1,8 +1,9 @@
 {{ config(severity='warn', fail_calc='coalesce(sum(left_out_rows), 0)') }}
 -- Rows of a bridge seed that name something the crawl did not record (an anime, genre, company,
 -- person, character or manga without its own row), or a voice role whose language cannot be
--- told, are left out of the application tables by the staging models. This test counts them per
--- file, so what a crawl could not use is reported (as a warning) instead of vanishing.
+-- told, are left out of the application tables by the staging models (keep_resolved, in
+-- macros/bridge_ends.sql). This test counts them per file, so what a crawl could not use is
+-- reported (as a warning) instead of vanishing.
 {% set bridges = [
     ('mal_anime_genres', 'stg_myanimelist__anime_genres'),
     ('mal_anime_companies', 'stg_myanimelist__anime_companies'),

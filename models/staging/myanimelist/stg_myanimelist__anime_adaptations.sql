@@ -6,18 +6,6 @@ with source as (
 
 ),
 
-anime as (
-
-    select mal_id from {{ ref('stg_myanimelist__anime') }}
-
-),
-
-manga as (
-
-    select mal_id from {{ ref('stg_myanimelist__manga') }}
-
-),
-
 renamed as (
 
     select
@@ -28,14 +16,12 @@ renamed as (
 
 ),
 
--- adaptations of a manga whose page was not crawled are dropped here and counted by the
--- unresolved_seed_references test
 resolved as (
 
-    select renamed.*
-    from renamed
-    where exists (select 1 from anime where anime.mal_id = renamed.anime_mal_id)
-        and exists (select 1 from manga where manga.mal_id = renamed.manga_mal_id)
+    {{ keep_resolved('renamed', {
+        'anime_mal_id': ref('stg_myanimelist__anime'),
+        'manga_mal_id': ref('stg_myanimelist__manga'),
+    }) }}
 
 )
 

@@ -6,18 +6,6 @@ with source as (
 
 ),
 
-anime as (
-
-    select mal_id from {{ ref('stg_myanimelist__anime') }}
-
-),
-
-companies as (
-
-    select mal_id from {{ ref('stg_myanimelist__companies') }}
-
-),
-
 renamed as (
 
     select
@@ -29,14 +17,12 @@ renamed as (
 
 ),
 
--- rows naming an anime or company the crawl did not record are dropped here and counted by the
--- unresolved_seed_references test
 resolved as (
 
-    select renamed.*
-    from renamed
-    where exists (select 1 from anime where anime.mal_id = renamed.anime_mal_id)
-        and exists (select 1 from companies where companies.mal_id = renamed.company_mal_id)
+    {{ keep_resolved('renamed', {
+        'anime_mal_id': ref('stg_myanimelist__anime'),
+        'company_mal_id': ref('stg_myanimelist__companies'),
+    }) }}
 
 )
 

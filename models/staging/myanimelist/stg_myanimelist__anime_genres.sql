@@ -6,18 +6,6 @@ with source as (
 
 ),
 
-anime as (
-
-    select mal_id from {{ ref('stg_myanimelist__anime') }}
-
-),
-
-genres as (
-
-    select mal_id from {{ ref('stg_myanimelist__genres') }}
-
-),
-
 renamed as (
 
     select
@@ -28,14 +16,12 @@ renamed as (
 
 ),
 
--- rows naming an anime or genre the crawl did not record are dropped here and counted by the
--- unresolved_seed_references test
 resolved as (
 
-    select renamed.*
-    from renamed
-    where exists (select 1 from anime where anime.mal_id = renamed.anime_mal_id)
-        and exists (select 1 from genres where genres.mal_id = renamed.genre_mal_id)
+    {{ keep_resolved('renamed', {
+        'anime_mal_id': ref('stg_myanimelist__anime'),
+        'genre_mal_id': ref('stg_myanimelist__genres'),
+    }) }}
 
 )
 

@@ -6,24 +6,6 @@ with source as (
 
 ),
 
-anime as (
-
-    select mal_id from {{ ref('stg_myanimelist__anime') }}
-
-),
-
-characters as (
-
-    select mal_id from {{ ref('stg_myanimelist__characters') }}
-
-),
-
-people as (
-
-    select mal_id from {{ ref('stg_myanimelist__people') }}
-
-),
-
 renamed as (
 
     select
@@ -56,13 +38,11 @@ deduplicated as (
 
 resolved as (
 
-    select deduplicated.*
-    from deduplicated
-    where exists (select 1 from anime where anime.mal_id = deduplicated.anime_mal_id)
-        and exists (
-            select 1 from characters where characters.mal_id = deduplicated.character_mal_id
-        )
-        and exists (select 1 from people where people.mal_id = deduplicated.person_mal_id)
+    {{ keep_resolved('deduplicated', {
+        'anime_mal_id': ref('stg_myanimelist__anime'),
+        'character_mal_id': ref('stg_myanimelist__characters'),
+        'person_mal_id': ref('stg_myanimelist__people'),
+    }) }}
 
 )
 

@@ -6,18 +6,6 @@ with source as (
 
 ),
 
-manga as (
-
-    select mal_id from {{ ref('stg_myanimelist__manga') }}
-
-),
-
-people as (
-
-    select mal_id from {{ ref('stg_myanimelist__people') }}
-
-),
-
 renamed as (
 
     select
@@ -29,14 +17,12 @@ renamed as (
 
 ),
 
--- rows naming a manga or person the crawl did not record are dropped here and counted by the
--- unresolved_seed_references test
 resolved as (
 
-    select renamed.*
-    from renamed
-    where exists (select 1 from manga where manga.mal_id = renamed.manga_mal_id)
-        and exists (select 1 from people where people.mal_id = renamed.person_mal_id)
+    {{ keep_resolved('renamed', {
+        'manga_mal_id': ref('stg_myanimelist__manga'),
+        'person_mal_id': ref('stg_myanimelist__people'),
+    }) }}
 
 )
 
