@@ -49,9 +49,10 @@ class SeedFile:
 
 @dataclass(frozen=True)
 class Checked:
-    shown: str
+    """A seed that passed, and how many data rows it has."""
+
+    seed: SeedFile
     rows: int
-    key: tuple[str, ...]
 
 
 def _load_yaml(path: Path) -> Any:
@@ -230,7 +231,7 @@ def check_file(seed: SeedFile) -> Checked:
         first = found[0]
         more = f" ({len(found) - 1} more in this file)" if len(found) > 1 else ""
         raise SeedError(f"{seed.shown} line {first.line}: {first.text}{more}")
-    return Checked(seed.shown, rows, seed.key)
+    return Checked(seed, rows)
 
 
 def check_project(project_dir: Path) -> list[Checked]:

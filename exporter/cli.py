@@ -94,6 +94,12 @@ def main() -> None:
     """
 
 
+# --target of the commands that need a lake (status alone can find the last one by itself).
+target_option = click.option(
+    "--target", required=True, help="The lake: a folder, or s3://bucket/prefix."
+)
+
+
 def lake_options(command: Any) -> Any:
     """--catalog and --namespace: which Iceberg catalog and namespace hold the lake's tables."""
     command = click.option(
@@ -113,7 +119,7 @@ def lake_options(command: Any) -> Any:
 
 
 @main.command()
-@click.option("--target", required=True, help="A folder, or s3://bucket/prefix.")
+@target_option
 @lake_options
 @click.option(
     "--settle",
@@ -279,7 +285,7 @@ def status(target: str | None, catalog: str | None, namespace: str | None, as_js
 
 
 @main.command()
-@click.option("--target", required=True, help="The lake: a folder, or s3://bucket/prefix.")
+@target_option
 @lake_options
 @conventions.quiet_option("No table: the exit status alone says whether the lake matches.")
 @conventions.json_option("Print the comparison as JSON.")
@@ -307,7 +313,7 @@ def verify(
 
 
 @main.command()
-@click.option("--target", required=True, help="The lake: a folder, or s3://bucket/prefix.")
+@target_option
 @lake_options
 @conventions.json_option("Print the list as JSON.")
 def tables(target: str, catalog: str | None, namespace: str | None, as_json: bool) -> None:
@@ -356,7 +362,7 @@ def _listed(target: str, catalog: str | None, namespace: str | None) -> list[dic
 
 
 @main.command()
-@click.option("--target", required=True, help="The lake: a folder, or s3://bucket/prefix.")
+@target_option
 @lake_options
 @click.option(
     "--output",

@@ -26,6 +26,7 @@ import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import jinja2
@@ -152,24 +153,34 @@ def _latest_state(
     by_source: dict[str, iceberg.Pair],
     facts: LakeFacts,
 ) -> None:
-    """Wishlist statuses and rating scores of the current-state tables."""
+    """Wishlist statuses (the most held first) and rating scores (in order, unscored left out)
+    of the current-state tables."""
     if "app.wishlist" in by_source:
-        _rows_of(con, target, by_source["app.wishlist"].current, "status", "wishlist_now")
-        facts.statuses = [
-            (str(s), int(n))
-            for s, n in con.execute(
-                "select status, count(*) from wishlist_now group by 1 order by 2 desc, 1"
-            ).fetchall()
-        ]
+        statuses = _tally(con, target, by_source["app.wishlist"].current, "status", "2 desc, 1")
+        facts.statuses = [(str(s), n) for s, n in statuses]
     if "app.ratings" in by_source:
-        _rows_of(con, target, by_source["app.ratings"].current, "score", "ratings_now")
-        facts.scores = [
-            (int(s), int(n))
-            for s, n in con.execute(
-                "select score, count(*) from ratings_now where score is not null"
-                " group by 1 order by 1"
-            ).fetchall()
-        ]
+        scores = _tally(con, target, by_source["app.ratings"].current, "score", "1", skip_null=True)
+        facts.scores = [(int(s), n) for s, n in scores]
+
+
+def _tally(
+    con: duckdb.DuckDBPyConnection,
+    target: lake.Lake,
+    table: Table,
+    column: str,
+    order: str,
+    *,
+    skip_null: bool = False,
+) -> list[tuple[Any, int]]:
+    """How many of the table's current rows hold each value of `column`, ordered by `order`
+    (1: the value, 2: the count)."""
+    name = f"{column}_tally"
+    _rows_of(con, target, table, column, name)
+    where = f" where {column} is not null" if skip_null else ""
+    rows = con.execute(
+        f"select {column}, count(*) from {name}{where} group by 1 order by {order}"
+    ).fetchall()
+    return [(value, int(n)) for value, n in rows]
 
 
 def _no_runs(target: lake.Lake) -> ExportError:

@@ -91,6 +91,9 @@ class Record:
 
     table: ClassVar[str]  # what the rows are: "anime", "anime_genres"; the seed is mal_<table>
     key: ClassVar[tuple[str, ...]]  # columns that identify a row; also its sort order
+    # An entity's kind as the URLs name it ("anime", "person"; scrapy_crawler.urls), its id the
+    # key's one column: what `entity` reports. None for a bridge row.
+    entity_kind: ClassVar[str | None] = None
 
     _: KW_ONLY
     priority: int = 0
@@ -135,7 +138,10 @@ class Record:
 
     def entity(self) -> tuple[str, int] | None:
         """("anime", 6) for an entity record whose id is known; None for a bridge row."""
-        return None
+        if self.entity_kind is None:
+            return None
+        (entity_id,) = self.key_values()
+        return None if entity_id is None else (self.entity_kind, entity_id)
 
     def complete(self) -> bool:
         """Whether every required column has a value."""
@@ -146,6 +152,7 @@ class Record:
 class Anime(Record):
     table: ClassVar[str] = "anime"
     key: ClassVar[tuple[str, ...]] = ("anime_id",)
+    entity_kind: ClassVar[str | None] = "anime"
 
     anime_id: int | None = identifier()
     title: str | None = column(required=True)
@@ -168,9 +175,6 @@ class Anime(Record):
     popularity: int | None = column(to_positive_int, bounds=_PLACE)
     members: int | None = column(to_int, bounds=_COUNT)
     favorites: int | None = column(to_int, bounds=_COUNT)
-
-    def entity(self) -> tuple[str, int] | None:
-        return None if self.anime_id is None else ("anime", self.anime_id)
 
 
 @dataclass
@@ -196,12 +200,10 @@ class AnimeGenre(Record):
 class Company(Record):
     table: ClassVar[str] = "companies"
     key: ClassVar[tuple[str, ...]] = ("company_id",)
+    entity_kind: ClassVar[str | None] = "company"
 
     company_id: int | None = identifier()
     name: str | None = column(required=True)
-
-    def entity(self) -> tuple[str, int] | None:
-        return None if self.company_id is None else ("company", self.company_id)
 
 
 @dataclass
@@ -218,24 +220,20 @@ class AnimeCompany(Record):
 class Person(Record):
     table: ClassVar[str] = "people"
     key: ClassVar[tuple[str, ...]] = ("person_id",)
+    entity_kind: ClassVar[str | None] = "person"
 
     person_id: int | None = identifier()
     name: str | None = column(required=True)
-
-    def entity(self) -> tuple[str, int] | None:
-        return None if self.person_id is None else ("person", self.person_id)
 
 
 @dataclass
 class Character(Record):
     table: ClassVar[str] = "characters"
     key: ClassVar[tuple[str, ...]] = ("character_id",)
+    entity_kind: ClassVar[str | None] = "character"
 
     character_id: int | None = identifier()
     name: str | None = column(required=True)
-
-    def entity(self) -> tuple[str, int] | None:
-        return None if self.character_id is None else ("character", self.character_id)
 
 
 @dataclass
@@ -265,13 +263,11 @@ class AnimeOriginalCreator(Record):
 class Manga(Record):
     table: ClassVar[str] = "manga"
     key: ClassVar[tuple[str, ...]] = ("manga_id",)
+    entity_kind: ClassVar[str | None] = "manga"
 
     manga_id: int | None = identifier()
     title: str | None = column(required=True)
     type: str | None = column(strip_label)
-
-    def entity(self) -> tuple[str, int] | None:
-        return None if self.manga_id is None else ("manga", self.manga_id)
 
 
 @dataclass

@@ -137,6 +137,27 @@ def run_crawl(
     return result
 
 
+def crawl_local_pages(
+    out: Path,
+    *args: str,
+    start_urls: list[str] | None = None,
+    settings: dict[str, Any] | None = None,
+    check: bool = True,
+    prefix: Sequence[str] = (),
+) -> subprocess.CompletedProcess[str]:
+    """`run_crawl` replaying the hand-written pages, from LOCAL_START_URLS unless told others."""
+    return run_crawl(
+        out,
+        "-a",
+        f"replay={LOCAL_PAGES}",
+        *args,
+        settings=settings,
+        start_urls=LOCAL_START_URLS if start_urls is None else start_urls,
+        check=check,
+        prefix=prefix,
+    )
+
+
 def read_rows(folder: Path, table: str) -> list[dict[str, str]]:
     """The rows of the seed mal_<table>.csv in `folder`."""
     with (folder / f"mal_{table}.csv").open(encoding="utf-8", newline="") as stream:

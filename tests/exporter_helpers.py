@@ -63,6 +63,15 @@ def add_watching(conn: Conn, users: list[int], mal_id: int = 6, score: int | Non
         )
 
 
+def list_for_export(conn: Conn, table: str, key: str) -> None:
+    """Lists `table` in etl.exported_tables as an id table: `key` is its key and its cursor."""
+    conn.execute(
+        "insert into etl.exported_tables (table_name, load_type, key_column, cursor_column)"
+        " values (%s, 'id', %s, %s)",
+        (table, key, key),
+    )
+
+
 def exporter_env(server: Server, dbname: str, **extra: str) -> dict[str, str]:
     env = server.env(dbname)
     env.update(extra)

@@ -25,7 +25,7 @@ from animedb.cli import DISTRIBUTION
 from animedb_cli.main import main as animedb
 from exporter.cli import main as exporter
 from generators.cli import main as generators
-from tests.crawler_helpers import LOCAL_PAGES, LOCAL_START_URLS, run_crawl, same_files
+from tests.crawler_helpers import LOCAL_PAGES, LOCAL_START_URLS, crawl_local_pages, same_files
 from tests.pg_harness import free_port
 
 TOOLS = ("generators", "exporter", "scrapy_crawler", "animedb_cli")
@@ -172,7 +172,7 @@ def test_crawl_passes_its_arguments_to_scrapy(
     """`animedb crawl ARGS` is `scrapy crawl myanimelist ARGS`, run from any folder: relative
     paths are the caller's, and the seeds are byte for byte those of Scrapy's own command."""
     expected = tmp_path / "expected"
-    run_crawl(expected, "-a", f"replay={LOCAL_PAGES}", start_urls=LOCAL_START_URLS)
+    crawl_local_pages(expected)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

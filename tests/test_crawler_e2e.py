@@ -9,11 +9,11 @@ import pytest
 
 from scrapy_crawler.httpcache import MISSING_STAT, REPLAYED_STAT
 from tests.crawler_helpers import (
-    LOCAL_PAGES,
     LOCAL_START_URLS,
     MAL,
     SEED_TABLES,
     SEEDS,
+    crawl_local_pages,
     read_rows,
     replay_urls,
     require_shared,
@@ -63,7 +63,7 @@ def local_crawl(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
     out = tmp_path_factory.mktemp("local") / "seeds"
-    result = run_crawl(out, "-a", f"replay={LOCAL_PAGES}", start_urls=LOCAL_START_URLS)
+    result = crawl_local_pages(out)
     return out, result
 
 
@@ -151,10 +151,8 @@ def test_local_crawl_is_deterministic(
     local_crawl: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
 ) -> None:
     out, _ = local_crawl
-    run_crawl(
+    crawl_local_pages(
         tmp_path / "again",
-        "-a",
-        f"replay={LOCAL_PAGES}",
         start_urls=LOCAL_START_URLS[::-1],
         settings={"CONCURRENT_REQUESTS": "1"},
     )
@@ -162,13 +160,8 @@ def test_local_crawl_is_deterministic(
 
 
 def test_max_anime_limits_the_anime_followed(tmp_path: Path) -> None:
-    result = run_crawl(
-        tmp_path / "out",
-        "-a",
-        f"replay={LOCAL_PAGES}",
-        "-a",
-        "max_anime=1",
-        start_urls=[f"{MAL}/anime/season/2030/spring"],
+    result = crawl_local_pages(
+        tmp_path / "out", "-a", "max_anime=1", start_urls=[f"{MAL}/anime/season/2030/spring"]
     )
     # One anime followed (detail + characters + its manga), the other two only listed.
     assert stat(result.stderr, "follow/anime_over_limit") == 2

@@ -23,6 +23,7 @@ from tests.crawler_helpers import (
     LOCAL_START_URLS,
     MAL,
     SEEDS,
+    crawl_local_pages,
     read_rows,
     run_crawl,
     same_files,
@@ -53,7 +54,7 @@ def seeds(tmp_path: Path) -> Path:
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The hand-written pages crawled into a new folder: no seeds to compare with, so written."""
     out = tmp_path_factory.mktemp("fresh") / "seeds"
-    result = run_crawl(out, "-a", f"replay={LOCAL_PAGES}", start_urls=LOCAL_START_URLS)
+    result = crawl_local_pages(out)
     assert "seed files replaced: 12" in result.stdout
     return out
 
@@ -84,12 +85,8 @@ NO_RECORDS = "left as it was: the crawl found no records; check start_urls, the 
 
 def test_a_typo_in_a_start_url_keeps_the_seeds(seeds: Path, tmp_path: Path) -> None:
     before = tree(tmp_path)
-    result = run_crawl(
-        seeds,
-        "-a",
-        f"replay={LOCAL_PAGES}",
-        start_urls=[f"{MAL}/anime/900001/Singular_Lables"],
-        check=False,
+    result = crawl_local_pages(
+        seeds, start_urls=[f"{MAL}/anime/900001/Singular_Lables"], check=False
     )
     (summary,) = assert_refused(result, before, tmp_path)
     assert summary == (
@@ -132,9 +129,7 @@ def test_a_crawl_that_would_shrink_the_seeds_is_refused(
     seeds: Path, tmp_path: Path, fresh: Path
 ) -> None:
     before = tree(tmp_path)
-    result = run_crawl(
-        seeds, "-a", f"replay={LOCAL_PAGES}", start_urls=LOCAL_START_URLS, check=False
-    )
+    result = crawl_local_pages(seeds, check=False)
     header, *files = assert_refused(result, before, tmp_path)
     counts = {
         f"{cls.seed()}.csv": (len(read_rows(SEEDS, cls.table)), len(read_rows(fresh, cls.table)))
@@ -155,19 +150,12 @@ def test_a_crawl_that_would_shrink_the_seeds_is_refused(
 
 
 def test_allow_shrink_replaces_the_seeds(seeds: Path, tmp_path: Path, fresh: Path) -> None:
-    result = run_crawl(
-        seeds,
-        "-a",
-        f"replay={LOCAL_PAGES}",
-        "-a",
-        "allow_shrink=true",
-        start_urls=LOCAL_START_URLS,
-    )
+    result = crawl_local_pages(seeds, "-a", "allow_shrink=true")
     assert "seed files replaced: 12" in result.stdout
     same_files(seeds, fresh)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["seeds"]  # no staging left
     # The same crawl again changes no row count: no argument needed.
-    run_crawl(seeds, "-a", f"replay={LOCAL_PAGES}", start_urls=LOCAL_START_URLS[::-1])
+    crawl_local_pages(seeds, start_urls=LOCAL_START_URLS[::-1])
     same_files(seeds, fresh)
 
 
@@ -175,14 +163,7 @@ def test_a_crawl_that_did_not_finish_keeps_the_seeds(tmp_path: Path, fresh: Path
     seeds = tmp_path / "seeds"
     shutil.copytree(fresh, seeds)
     before = tree(tmp_path)
-    result = run_crawl(
-        seeds,
-        "-a",
-        f"replay={LOCAL_PAGES}",
-        start_urls=LOCAL_START_URLS,
-        settings={"CLOSESPIDER_PAGECOUNT": "2"},
-        check=False,
-    )
+    result = crawl_local_pages(seeds, settings={"CLOSESPIDER_PAGECOUNT": "2"}, check=False)
     assert assert_refused(result, before, tmp_path) == [
         f"{seeds} left as it was: the crawl did not finish (closespider_pagecount); "
         "run it again to the end"
@@ -220,14 +201,7 @@ def test_a_read_only_output_folder_is_one_line(
     seeds: Path, tmp_path: Path, read_only: list[str]
 ) -> None:
     before = tree(tmp_path)
-    result = run_crawl(
-        seeds,
-        "-a",
-        f"replay={LOCAL_PAGES}",
-        start_urls=LOCAL_START_URLS,
-        check=False,
-        prefix=read_only,
-    )
+    result = crawl_local_pages(seeds, check=False, prefix=read_only)
     assert_usage_error(
         result, f"out: cannot write to {seeds} ({seeds} is not writable); choose another -a out=DIR"
     )
@@ -238,7 +212,7 @@ def test_an_output_path_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "seeds").write_bytes(b"not a folder\n")
     before = tree(tmp_path)
     out = tmp_path / "seeds" / "mal"
-    result = run_crawl(out, "-a", f"replay={LOCAL_PAGES}", start_urls=LOCAL_START_URLS, check=False)
+    result = crawl_local_pages(out, check=False)
     assert_usage_error(result, f"out: cannot write to {out} ({tmp_path / 'seeds'} is a file")
     assert tree(tmp_path) == before
 

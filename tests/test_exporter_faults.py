@@ -147,11 +147,7 @@ def test_hostile_or_wrong_table_name_in_the_metadata(
     pg: Server, app_db: str, tmp_path: Path, name: str, needle: str
 ) -> None:
     with pg.connect(app_db, autocommit=True) as conn:
-        conn.execute(
-            "insert into etl.exported_tables (table_name, load_type, key_column, cursor_column)"
-            " values (%s, 'id', 'user_id', 'user_id')",
-            (name,),
-        )
+        h.list_for_export(conn, name, "user_id")
         before = watermarks(conn)
         proc = h.run_cli(h.exporter_env(pg, app_db), "run", "--target", str(tmp_path))
         assert proc.returncode == 1
@@ -195,10 +191,7 @@ def test_exporter_refuses_without_the_bound_function(
 def test_a_listed_table_the_exporter_may_not_read(pg: Server, app_db: str, tmp_path: Path) -> None:
     with pg.connect(app_db, autocommit=True) as conn:
         conn.execute("create table app.private_notes (id bigint primary key, note text)")
-        conn.execute(
-            "insert into etl.exported_tables (table_name, load_type, key_column, cursor_column)"
-            " values ('app.private_notes', 'id', 'id', 'id')"
-        )
+        h.list_for_export(conn, "app.private_notes", "id")
         before = watermarks(conn)
         proc = h.run_cli(h.exporter_env(pg, app_db), "run", "--target", str(tmp_path))
         assert proc.returncode == 1

@@ -28,9 +28,12 @@ from tests.pg_harness import Server
 # --- reading the lake as another engine does -----------------------------------------------------
 
 
-def lake_tables(env: dict[str, str], target: str) -> dict[str, dict[str, Any]]:
+def lake_tables(
+    env: dict[str, str], target: str, namespace: str | None = None
+) -> dict[str, dict[str, Any]]:
     """`exporter tables --json`, by source table."""
-    proc = h.run_cli(env, "tables", "--target", target, "--json")
+    where = ("--namespace", namespace) if namespace else ()
+    proc = h.run_cli(env, "tables", "--target", target, *where, "--json")
     assert proc.returncode == 0, proc.stderr
     return {item["source"]: item for item in json.loads(proc.stdout)}
 
@@ -120,6 +123,14 @@ def verified(target: str, server: Server, dbname: str) -> dict[str, verify_modul
     return {c.table: c for c in h.assert_exact(target, server, dbname)}
 
 
+def add_early_users(conn: h.Conn) -> list[int]:
+    """The users early_1 to early_10, the first six watching and rating Trigun: what
+    change_everything changes."""
+    early = h.add_users(conn, 10, prefix="early")
+    h.add_watching(conn, early[:6])
+    return early
+
+
 def change_everything(conn: h.Conn) -> dict[str, Any]:
     """Inserts, updates and deletes in users, wishlist and ratings; what was deleted."""
     new = h.add_users(conn, 3, prefix="late")
@@ -204,11 +215,7 @@ def own_table(conn: h.Conn, name: str, columns: str) -> None:
     """A table of the test's own, exported as an id table."""
     conn.execute(f"create table app.{name} (probe_id bigint primary key, {columns})")
     conn.execute(f"grant select on app.{name} to animedb_exporter")
-    conn.execute(
-        "insert into etl.exported_tables (table_name, load_type, key_column, cursor_column)"
-        " values (%s, 'id', 'probe_id', 'probe_id')",
-        (f"app.{name}",),
-    )
+    h.list_for_export(conn, f"app.{name}", "probe_id")
 
 
 def field_types(table: Table) -> dict[str, str]:
@@ -235,8 +242,7 @@ def test_duckdb_reads_every_table_as_postgres_has_it(
     target = str(tmp_path / "lake")
     settings, env = pg.settings(app_db), pg.env(app_db)
     with pg.connect(app_db, autocommit=True) as conn:
-        early = h.add_users(conn, 10, prefix="early")
-        h.add_watching(conn, early[:6])
+        add_early_users(conn)
         first = run_export(target, settings, settle=NO_SETTLE)
         deleted = change_everything(conn)
         second = run_export(target, settings, settle=NO_SETTLE)
@@ -318,8 +324,7 @@ def test_time_travel_to_any_run(pg: Server, app_db: str, tmp_path: Path) -> None
             counts[runs[-1]] = pg_counts(conn)
             rows[runs[-1]] = {t: pg_rows(conn, t, columns[t]) for t in ACTIVITY}
 
-        early = h.add_users(conn, 10, prefix="early")
-        h.add_watching(conn, early[:6])
+        early = add_early_users(conn)
         export()
         change_everything(conn)
         export()
@@ -384,8 +389,7 @@ def test_a_resumed_run_commits_nothing_twice(
     target = str(tmp_path / "lake")
     settings, env = pg.settings(app_db), pg.env(app_db)
     with pg.connect(app_db, autocommit=True) as conn:
-        early = h.add_users(conn, 10, prefix="early")
-        h.add_watching(conn, early[:6])
+        add_early_users(conn)
         if load == "incremental":
             run_export(target, settings, settle=NO_SETTLE)
             change_everything(conn)
@@ -656,8 +660,7 @@ def test_a_second_target_gets_a_full_load_and_each_its_own_watermarks(
     a, b = str(tmp_path / "lake-a"), str(tmp_path / "lake-b")
     settings = pg.settings(app_db)
     with pg.connect(app_db, autocommit=True) as conn:
-        early = h.add_users(conn, 10, prefix="early")
-        h.add_watching(conn, early[:6])
+        early = add_early_users(conn)
         run_a1 = run_export(a, settings, settle=NO_SETTLE)
         change_everything(conn)
 
@@ -796,8 +799,7 @@ def test_s3_with_the_glue_catalog(
     namespace = s3.buckets[-1].replace("-", "_")
     settings, env = pg.settings(app_db), pg.env(app_db)
     with pg.connect(app_db, autocommit=True) as conn:
-        early = h.add_users(conn, 10, prefix="early")
-        h.add_watching(conn, early[:6])
+        add_early_users(conn)
         first = run_export(s3_target, settings, settle=NO_SETTLE, namespace=namespace)
         assert first.catalog == "animedb" and first.namespace == namespace
         change_everything(conn)
@@ -809,9 +811,7 @@ def test_s3_with_the_glue_catalog(
         assert all(c.ok for c in checks.values()), [c for c in checks.values() if not c.ok]
         assert checks["app.users"].lake_rows == 13
 
-        proc = h.run_cli(env, "tables", "--target", s3_target, "--namespace", namespace, "--json")
-        assert proc.returncode == 0, proc.stderr
-        listed = {item["source"]: item for item in json.loads(proc.stdout)}
+        listed = lake_tables(env, s3_target, namespace)
         prefix = s3_target.rstrip("/") + "/"
         for item in listed.values():
             for role in ("current", "changes"):

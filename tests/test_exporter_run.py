@@ -141,10 +141,7 @@ def test_types_keep_their_meaning(pg: Server, app_db: str, tmp_path: Path) -> No
             " '2024-02-29', true, 'sad', '{\"a\": [1, 2]}', 7, 'ナルト'), (2, null, null, null, null, null, null, null, null)"
         )
         conn.execute("grant select on app.type_probe to animedb_exporter")
-        conn.execute(
-            "insert into etl.exported_tables (table_name, load_type, key_column, cursor_column)"
-            " values ('app.type_probe', 'id', 'probe_id', 'probe_id')"
-        )
+        h.list_for_export(conn, "app.type_probe", "probe_id")
     run_export(str(tmp_path), pg.settings(app_db), settle=NO_SETTLE)
     [path] = current_files(str(tmp_path), "type_probe")
     con = duckdb.connect()

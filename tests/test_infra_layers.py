@@ -130,9 +130,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> build_layers.Report:
         raise
 
 
+# Any attempt to fetch something (a DuckDB extension) goes here and fails.
+NO_NETWORK = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+
 # Runs in the clean interpreter: what the Lambda runtime does, minus the runtime.
 IMPORT_AND_LOAD = """
-import json, os, sys
+import importlib.util, json, os, sys
 sys.path[:0] = sys.argv[1:3]
 sys.path.append(sys.argv[3])  # the runtime's boto3, after the layer
 layer = sys.argv[2]
@@ -149,16 +152,11 @@ settings = dict(con.execute(
     "select name, value from duckdb_settings() where name in "
     "('memory_limit', 'threads', 'temp_directory', 'home_directory')"
 ).fetchall())
-try:
-    import pyarrow
-    has_pyarrow = True
-except ImportError:
-    has_pyarrow = False
 print(json.dumps({
     "home": os.environ.get("HOME"),
     "loaded": loaded,
     "settings": settings,
-    "pyarrow": has_pyarrow,
+    "pyarrow": importlib.util.find_spec("pyarrow") is not None,
     "psycopg": __import__("psycopg").pq.__impl__,
 }))
 """
@@ -168,6 +166,22 @@ def _unzip(archive: str, dest: Path) -> Path:
     with zipfile.ZipFile(archive) as z:
         z.extractall(dest)
     return dest
+
+
+def _run_bare(script: str, *paths: Path, env: dict[str, str], timeout: float) -> str:
+    """`script` (its arguments: `paths`) in an interpreter as bare as Lambda's, with only PATH
+    and `env` set; asserts that it succeeds and returns what it printed. -I: no user site, no
+    PYTHON* variables; -S: not even this venv's site-packages."""
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", script, *map(str, paths)],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def _lambda_runtime(dest: Path) -> Path:
@@ -187,25 +201,8 @@ def test_exporter_layer_loads_duckdb_extensions_without_home_or_network(
     layer = _unzip(built.artifacts["exporter"].path, tmp_path / "opt") / "python"
     task = _unzip(built.artifacts["function"].path, tmp_path / "task")
     runtime = _lambda_runtime(tmp_path / "runtime")
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
-        "TMPDIR": str(tmp_path),
-        # any attempt to fetch an extension would go here and fail
-        "http_proxy": "http://127.0.0.1:9",
-        "https_proxy": "http://127.0.0.1:9",
-    }
-    # -I: no user site, no PYTHON* variables; -S: not even this venv's site-packages
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", IMPORT_AND_LOAD, str(task), str(layer), str(runtime)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    env = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024", "TMPDIR": str(tmp_path), **NO_NETWORK}
+    report = json.loads(_run_bare(IMPORT_AND_LOAD, task, layer, runtime, env=env, timeout=120))
     assert report["home"] is None
     assert report["loaded"] == ["httpfs", "postgres_scanner"]
     assert report["settings"]["home_directory"] == str(tmp_path)
@@ -248,22 +245,17 @@ def test_layer_holds_everything_its_packages_require(
 # pyiceberg as the exporter uses it on AWS: the Glue catalog (the runtime's boto3, credentials
 # from the environment), a table's metadata and expressions; none of it may need pyarrow.
 OPEN_GLUE_CATALOG = """
-import json, sys
+import importlib.util, json, sys
 sys.path[:0] = [sys.argv[1]]
 sys.path.append(sys.argv[2])
 import pyiceberg.expressions, pyiceberg.io, pyiceberg.table, pyiceberg.table.update
 from pyiceberg.catalog import load_catalog
 catalog = load_catalog("animedb", type="glue", **{"glue.region": "eu-west-1"})
-try:
-    import pyarrow
-    has_pyarrow = True
-except ImportError:
-    has_pyarrow = False
 print(json.dumps({
     "catalog": type(catalog).__name__,
     "pyiceberg": sys.modules["pyiceberg"].__file__,
     "boto3": sys.modules["boto3"].__file__,
-    "pyarrow": has_pyarrow,
+    "pyarrow": importlib.util.find_spec("pyarrow") is not None,
 }))
 """
 
@@ -274,23 +266,13 @@ def test_exporter_layer_opens_a_glue_catalog_without_pyarrow(
 ) -> None:
     layer = _unzip(built.artifacts["exporter"].path, tmp_path / "opt") / "python"
     runtime = _lambda_runtime(tmp_path / "runtime")
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", OPEN_GLUE_CATALOG, str(layer), str(runtime)],
-        env={
-            "PATH": "/usr/bin:/bin",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "http_proxy": "http://127.0.0.1:9",
-            "https_proxy": "http://127.0.0.1:9",
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        **NO_NETWORK,
+    }
+    report = json.loads(_run_bare(OPEN_GLUE_CATALOG, layer, runtime, env=env, timeout=120))
     assert report["catalog"] == "GlueCatalog"
     assert report["pyiceberg"].startswith(str(layer))
     assert report["boto3"].startswith(str(runtime))
@@ -309,16 +291,7 @@ def test_generator_layer_imports_the_generators(built: build_layers.Report, tmp_
         "assert 'duckdb' not in sys.modules\n"
         "print(sorted(generate.TICK_FIELDS)[0])"
     )
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", script, str(task), str(layer)],
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "active_users"
+    assert _run_bare(script, task, layer, env={}, timeout=60).strip() == "active_users"
 
 
 @pytest.mark.slow

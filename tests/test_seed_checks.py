@@ -186,7 +186,7 @@ def test_a_quarter_is_not_refused(pg: Server, app_db: str, project: Path) -> Non
 
 def test_the_committed_seeds_pass() -> None:
     checked = seeds.check_project(REPO)
-    assert len(checked) == 12 and all(c.key for c in checked)
+    assert len(checked) == 12 and all(c.seed.key for c in checked)
 
 
 def test_the_declared_rules_are_the_crawlers() -> None:

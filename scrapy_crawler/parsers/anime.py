@@ -7,16 +7,7 @@ import re
 from parsel import Selector
 from scrapy.http import TextResponse
 
-from scrapy_crawler.items import (
-    Anime,
-    AnimeAdaptation,
-    AnimeOriginalCreator,
-    AnimeVoiceActor,
-    Character,
-    Manga,
-    Person,
-    Record,
-)
+from scrapy_crawler.items import Anime, AnimeAdaptation, Character, Manga, Person, Record
 from scrapy_crawler.loaders import clean_text, load, split_aired
 from scrapy_crawler.parsers.common import (
     Parsed,
@@ -26,11 +17,14 @@ from scrapy_crawler.parsers.common import (
     genre_records,
     label_rows,
     links,
+    original_creator_record,
     row_text,
+    subject_id,
     text_of,
     unique,
+    voice_actor_record,
 )
-from scrapy_crawler.urls import link_id, page_subject
+from scrapy_crawler.urls import link_id
 
 GENRE_LABELS = {
     "genre": "genre",
@@ -39,7 +33,6 @@ GENRE_LABELS = {
     "demographic": "demographic",
 }
 COMPANY_LABELS = {"studio": "studio", "producer": "producer", "licensor": "licensor"}
-ORIGINAL_CREATOR = "Original Creator"
 
 _CHARACTER_BLOCKS = (
     "//table[.//a[contains(@href, '/character/')]"
@@ -75,9 +68,9 @@ def parse_characters(response: TextResponse) -> Parsed:
 
 def parsed_anime_id(response: TextResponse) -> int | None:
     """The anime a page is about: from its URL, else from the page's hidden list-form field."""
-    subject = page_subject(response.url)
-    if subject is not None and subject[0] == "anime":
-        return subject[1]
+    anime_id = subject_id(response, "anime")
+    if anime_id is not None:
+        return anime_id
     value = clean_text(response.css("input#myinfo_anime_id::attr(value)").get())
     return int(value) if value and value.isdigit() else None
 
@@ -161,18 +154,7 @@ def cast_records(response: TextResponse, anime_id: int) -> list[Record]:
                 or " ".join(cell.xpath(".//small//text()").getall())
             )
             records.append(load(Person, {"person_id": person_id, "name": name}))
-            records.append(
-                load(
-                    AnimeVoiceActor,
-                    {
-                        "anime_id": anime_id,
-                        "character_id": character_id,
-                        "character_role": role,
-                        "person_id": person_id,
-                        "language": language,
-                    },
-                )
-            )
+            records.append(voice_actor_record(anime_id, character_id, role, person_id, language))
     return records
 
 
@@ -187,17 +169,11 @@ def staff_records(response: TextResponse, anime_id: int) -> list[Record]:
         person = _first_named_link(table, "person")
         if person is None:
             continue
-        positions = [p.strip() for p in (text_of(table.css("small")) or "").split(",") if p.strip()]
-        if ORIGINAL_CREATOR not in positions:
-            continue
         person_id, name = person
-        records.append(load(Person, {"person_id": person_id, "name": name}))
-        records.append(
-            load(
-                AnimeOriginalCreator,
-                {"anime_id": anime_id, "person_id": person_id, "role": ORIGINAL_CREATOR},
-            )
-        )
+        credit = original_creator_record(anime_id, person_id, text_of(table.css("small")))
+        if credit is not None:
+            records.append(load(Person, {"person_id": person_id, "name": name}))
+            records.append(credit)
     return records
 
 

@@ -1,5 +1,5 @@
-"""Helpers shared by the page parsers: the result type, broken-page checks, label rows, links,
-and the records that several kinds of page yield alike."""
+"""Helpers shared by the page parsers: the result type, broken-page checks, the page's subject,
+label rows, links, and the records that several kinds of page yield alike."""
 
 from __future__ import annotations
 
@@ -14,12 +14,17 @@ from scrapy_crawler.items import (
     CHARACTER_ROLES,
     AnimeCompany,
     AnimeGenre,
+    AnimeOriginalCreator,
+    AnimeVoiceActor,
     Company,
     Genre,
     Record,
 )
 from scrapy_crawler.loaders import clean_text, load, strip_label
-from scrapy_crawler.urls import canonical, link_id
+from scrapy_crawler.urls import canonical, link_id, page_subject
+
+# The staff position whose credits are the anime's original creators.
+ORIGINAL_CREATOR = "Original Creator"
 
 
 @dataclass
@@ -74,6 +79,13 @@ def broken_kind(response: Response) -> str | None:
     if _ERROR_TITLE.search(title) or _ERROR_MARKUP.search(response.body):
         return "error_page"
     return None
+
+
+def subject_id(response: Response, kind: str) -> int | None:
+    """The id of the `kind` entity ("manga", "person", ...) the page is about, from its URL;
+    None when the page is about no such entity."""
+    subject = page_subject(response.url)
+    return subject[1] if subject is not None and subject[0] == kind else None
 
 
 def normalize_label(label: str) -> str:
@@ -151,6 +163,33 @@ def company_records(anime_id: int, company_id: int, name: str | None, role: str)
         load(Company, {"company_id": company_id, "name": name}),
         load(AnimeCompany, {"anime_id": anime_id, "company_id": company_id, "role": role}),
     ]
+
+
+def voice_actor_record(
+    anime_id: int, character_id: int, role: str | None, person_id: int, language: str | None
+) -> Record:
+    """A person voicing a character of the anime, in a dub `language` (None: not stated)."""
+    return load(
+        AnimeVoiceActor,
+        {
+            "anime_id": anime_id,
+            "character_id": character_id,
+            "character_role": role,
+            "person_id": person_id,
+            "language": language,
+        },
+    )
+
+
+def original_creator_record(anime_id: int, person_id: int, positions: str | None) -> Record | None:
+    """The person's original-creator credit for the anime, when their staff positions
+    ("Original Creator, Script") include that one; None otherwise."""
+    if ORIGINAL_CREATOR not in [p.strip() for p in (positions or "").split(",")]:
+        return None
+    return load(
+        AnimeOriginalCreator,
+        {"anime_id": anime_id, "person_id": person_id, "role": ORIGINAL_CREATOR},
+    )
 
 
 def adaptations(response: TextResponse, kind: str) -> list[tuple[int, str | None, str | None, str]]:

@@ -16,10 +16,11 @@ from scrapy_crawler.parsers.common import (
     company_records,
     genre_records,
     links,
+    subject_id,
     text_of,
     unique,
 )
-from scrapy_crawler.urls import canonical, page_subject, season_of_url
+from scrapy_crawler.urls import canonical, season_of_url
 
 # The numeric media type in a studio page's card classes (`js-anime-type-3`), as MAL numbers them.
 MEDIA_TYPES = {
@@ -183,10 +184,9 @@ def _season_card(
 def parse_studio(response: TextResponse) -> Parsed:
     """A studio/producer/licensor page: the company and its anime with the company's role."""
     parsed = Parsed()
-    subject = page_subject(response.url)
-    if subject is None or subject[0] != "company":
+    company_id = subject_id(response, "company")
+    if company_id is None:
         return parsed
-    company_id = subject[1]
     parsed.items.append(
         load(
             Company,

@@ -6,17 +6,23 @@ from scrapy.http import TextResponse
 
 from scrapy_crawler.items import Anime, AnimeAdaptation, Manga, MangaAuthor, Person
 from scrapy_crawler.loaders import clean_text, load, strip_label
-from scrapy_crawler.parsers.common import Parsed, adaptations, label_rows, row_text, text_of
-from scrapy_crawler.urls import link_id, page_subject
+from scrapy_crawler.parsers.common import (
+    Parsed,
+    adaptations,
+    label_rows,
+    row_text,
+    subject_id,
+    text_of,
+)
+from scrapy_crawler.urls import link_id
 
 
 def parse_manga(response: TextResponse) -> Parsed:
     """Authors read "Kishimoto, Masashi (Story & Art)"; each link is followed by its role."""
     parsed = Parsed()
-    subject = page_subject(response.url)
-    if subject is None or subject[0] != "manga":
+    manga_id = subject_id(response, "manga")
+    if manga_id is None:
         return parsed
-    manga_id = subject[1]
     rows = label_rows(response)
     parsed.items.append(
         load(

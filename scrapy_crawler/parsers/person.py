@@ -8,17 +8,19 @@ from parsel import Selector
 from scrapy.http import TextResponse
 
 from animedb.vocabulary import SEASONS
-from scrapy_crawler.items import (
-    Anime,
-    AnimeOriginalCreator,
-    AnimeVoiceActor,
-    Character,
-    Person,
-)
+from scrapy_crawler.items import Anime, Character, Person
 from scrapy_crawler.loaders import load
-from scrapy_crawler.parsers.anime import ORIGINAL_CREATOR
-from scrapy_crawler.parsers.common import Parsed, anime_link, character_role, text_of, unique
-from scrapy_crawler.urls import link_id, page_subject
+from scrapy_crawler.parsers.common import (
+    Parsed,
+    anime_link,
+    character_role,
+    original_creator_record,
+    subject_id,
+    text_of,
+    unique,
+    voice_actor_record,
+)
+from scrapy_crawler.urls import link_id
 
 _SEASON_INFO = re.compile(rf"(?i)^({'|'.join(SEASONS)})\s+\d{{4}}$")
 
@@ -26,10 +28,9 @@ _SEASON_INFO = re.compile(rf"(?i)^({'|'.join(SEASONS)})\s+\d{{4}}$")
 def parse_person(response: TextResponse) -> Parsed:
     """Voice-acting rows yield anime, character and voice-actor rows (language not stated)."""
     parsed = Parsed()
-    subject = page_subject(response.url)
-    if subject is None or subject[0] != "person":
+    person_id = subject_id(response, "person")
+    if person_id is None:
         return parsed
-    person_id = subject[1]
     name = text_of(response.css("h1.title-name strong")) or text_of(response.css("h1"))
     parsed.items.append(load(Person, {"person_id": person_id, "name": name}))
 
@@ -49,34 +50,17 @@ def parse_person(response: TextResponse) -> Parsed:
         parsed.items.append(
             load(Character, {"character_id": character_id, "name": text_of(character_link)})
         )
-        parsed.items.append(
-            load(
-                AnimeVoiceActor,
-                {
-                    "anime_id": anime_id,
-                    "character_id": character_id,
-                    "character_role": role,
-                    "person_id": person_id,
-                },
-            )
-        )
+        parsed.items.append(voice_actor_record(anime_id, character_id, role, person_id, None))
 
     for row in response.css("tr.js-people-staff"):
         anime_id = _add_anime(parsed, row, staff=True)
         if anime_id is None:
             continue
-        positions = text_of(row.css("td div.spaceit_pad > small")) or ""
-        if ORIGINAL_CREATOR in [p.strip() for p in positions.split(",")]:
-            parsed.items.append(
-                load(
-                    AnimeOriginalCreator,
-                    {
-                        "anime_id": anime_id,
-                        "person_id": person_id,
-                        "role": ORIGINAL_CREATOR,
-                    },
-                )
-            )
+        credit = original_creator_record(
+            anime_id, person_id, text_of(row.css("td div.spaceit_pad > small"))
+        )
+        if credit is not None:
+            parsed.items.append(credit)
     parsed.anime_links = unique(parsed.anime_links)
     return parsed
 
