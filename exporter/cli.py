@@ -77,11 +77,6 @@ def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
-def _storage(target: str) -> Any:
-    """AWS failures (S3, Glue) of a command as one line."""
-    return lake.storage_errors(target)
-
-
 @click.group(cls=conventions.Group)
 @conventions.version_option()
 def main() -> None:
@@ -242,8 +237,7 @@ def status(target: str | None, catalog: str | None, namespace: str | None, as_js
     Example: animedb export status --target ./lake
     """
     try:
-        with _storage(target or "the lake"):
-            result = read_status(target=target, catalog=catalog, namespace=namespace)
+        result = read_status(target=target, catalog=catalog, namespace=namespace)
     except (ExportError, db.DatabaseUnavailable) as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -325,8 +319,7 @@ def tables(target: str, catalog: str | None, namespace: str | None, as_json: boo
     Example: animedb export tables --target ./lake --json
     """
     try:
-        with _storage(target):
-            listed = _listed(target, catalog, namespace)
+        listed = _listed(target, catalog, namespace)
     except ExportError as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -344,21 +337,22 @@ def tables(target: str, catalog: str | None, namespace: str | None, as_json: boo
 
 
 def _listed(target: str, catalog: str | None, namespace: str | None) -> list[dict[str, Any]]:
-    house = iceberg.open_house(lake.open_lake(target), catalog, namespace)
-    return [
-        {
-            "source": p.source,
-            "current": {
-                "identifier": ".".join(p.current.name()),
-                "metadata_location": p.current.metadata_location,
-            },
-            "changes": {
-                "identifier": ".".join(p.changes.name()),
-                "metadata_location": p.changes.metadata_location,
-            },
-        }
-        for p in iceberg.pairs(house)
-    ]
+    with lake.storage_errors(target):
+        house = iceberg.open_house(lake.open_lake(target), catalog, namespace)
+        return [
+            {
+                "source": p.source,
+                "current": {
+                    "identifier": ".".join(p.current.name()),
+                    "metadata_location": p.current.metadata_location,
+                },
+                "changes": {
+                    "identifier": ".".join(p.changes.name()),
+                    "metadata_location": p.changes.metadata_location,
+                },
+            }
+            for p in iceberg.pairs(house)
+        ]
 
 
 @main.command()
@@ -393,8 +387,7 @@ def report(
         folder = Path(target).expanduser().resolve()
         output = folder.with_name(f"{folder.name}-report.html")
     try:
-        with _storage(target):
-            written = write_report(target, output, catalog=catalog, namespace=namespace)
+        written = write_report(target, output, catalog=catalog, namespace=namespace)
     except ExportError as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -455,10 +448,8 @@ def abandon(run_id: int, quiet: bool, as_json: bool) -> None:
             run = protocol.pending_run(conn)
             if run is None or run.run_id != run_id:
                 raise click.ClickException(f"run {run_id} is not pending: nothing to abandon")
-            uri, _, namespace = run.target.partition("#")
-            target = lake.open_lake(uri)
-            house = iceberg.open_house(target, namespace=namespace or iceberg.DEFAULT_NAMESPACE)
-            with _storage(uri):
+            house = iceberg.open_key(run.target)
+            with lake.storage_errors(house.lake.uri):
                 removed = iceberg.remove_run_files(house, run_id)
             protocol.abandon_run(conn, run_id)
     except (ExportError, db.DatabaseUnavailable) as exc:

@@ -33,8 +33,15 @@ def extension_file(module: ModuleType, name: str) -> Path:
     return found[0]
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
+    """A SQL string literal of `value`."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def parquet_rows(con: duckdb.DuckDBPyConnection, path: str) -> int:
+    """The rows of the Parquet file at `path` (as DuckDB reads it), from its footer."""
+    row = con.execute(f"select sum(num_rows) from parquet_file_metadata({quote(path)})").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,8 @@ def load_iceberg(con: duckdb.DuckDBPyConnection) -> None:
     import duckdb_extension_avro
     import duckdb_extension_iceberg
 
-    con.execute(f"LOAD {_quote(str(extension_file(duckdb_extension_avro, 'avro')))}")
-    con.execute(f"LOAD {_quote(str(extension_file(duckdb_extension_iceberg, 'iceberg')))}")
+    con.execute(f"LOAD {quote(str(extension_file(duckdb_extension_avro, 'avro')))}")
+    con.execute(f"LOAD {quote(str(extension_file(duckdb_extension_iceberg, 'iceberg')))}")
 
 
 def _session_settings(con: duckdb.DuckDBPyConnection) -> None:
@@ -103,9 +110,9 @@ def connect(
     con = duckdb.connect(config=settings)
     _session_settings(con)
     postgres = extension_file(duckdb_extension_postgres_scanner, "postgres_scanner")
-    con.execute(f"LOAD {_quote(str(postgres))}")
+    con.execute(f"LOAD {quote(str(postgres))}")
     if s3 is not None:  # only reading s3:// paths needs it; uploads go through the AWS SDK
-        con.execute(f"LOAD {_quote(str(extension_file(duckdb_extension_httpfs, 'httpfs')))}")
+        con.execute(f"LOAD {quote(str(extension_file(duckdb_extension_httpfs, 'httpfs')))}")
         use_s3(con, s3)
     return con
 
@@ -133,7 +140,7 @@ def attach_postgres(
     con.execute("SET pg_use_ctid_scan = false")
     con.execute("SET pg_pool_max_connections = 0")
     try:
-        con.execute(f"ATTACH {_quote(conninfo)} AS {alias} (TYPE postgres, READ_ONLY)")
+        con.execute(f"ATTACH {quote(conninfo)} AS {alias} (TYPE postgres, READ_ONLY)")
     except duckdb.Error as exc:
         raise ExportError(
             f"DuckDB cannot attach {settings.describe()}: {_masked(first_line(exc), settings)}"
@@ -145,15 +152,15 @@ def use_s3(con: duckdb.DuckDBPyConnection, access: S3Access) -> None:
     extension, which is not shipped as a wheel)."""
     parts = [
         "TYPE s3",
-        f"KEY_ID {_quote(access.key_id)}",
-        f"SECRET {_quote(access.secret)}",
-        f"REGION {_quote(access.region)}",
+        f"KEY_ID {quote(access.key_id)}",
+        f"SECRET {quote(access.secret)}",
+        f"REGION {quote(access.region)}",
         f"USE_SSL {'true' if access.use_ssl else 'false'}",
     ]
     if access.session_token:
-        parts.append(f"SESSION_TOKEN {_quote(access.session_token)}")
+        parts.append(f"SESSION_TOKEN {quote(access.session_token)}")
     if access.endpoint:
-        parts += [f"ENDPOINT {_quote(access.endpoint)}", "URL_STYLE 'path'"]
+        parts += [f"ENDPOINT {quote(access.endpoint)}", "URL_STYLE 'path'"]
     con.execute(f"CREATE OR REPLACE SECRET lake ({', '.join(parts)})")
 
 
@@ -170,14 +177,14 @@ def session(
     settings: db.Settings,
     config: DuckConfig | None = None,
     *,
-    role: str | None = db.EXPORTER_ROLE,
     application_name: str = READER_APPLICATION,
     s3: S3Access | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """`connect`, with PostgreSQL attached as `pg`; closed on the way out."""
+    """`connect`, with PostgreSQL attached as `pg` (as the exporter's role); closed on the way
+    out."""
     con = connect(config, s3=s3)
     try:
-        attach_postgres(con, settings, role=role, application_name=application_name)
+        attach_postgres(con, settings, application_name=application_name)
         yield con
     finally:
         con.close()
@@ -201,7 +208,7 @@ def copy_to_parquet(
     ids += f", {options}" if options else ""
     try:
         result = con.execute(
-            f"COPY ({query}) TO {_quote(str(destination))} (FORMAT parquet, COMPRESSION zstd{ids})"
+            f"COPY ({query}) TO {quote(str(destination))} (FORMAT parquet, COMPRESSION zstd{ids})"
         ).fetchone()
     except duckdb.Error as exc:
         raise ExportError(

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from pyiceberg.io import FileIO, InputFile, InputStream, OutputFile, OutputStream
-from pyiceberg.typedef import EMPTY_DICT, Properties
 
+from animedb.files import install
 from exporter.errors import ExportError
 
 if TYPE_CHECKING:
@@ -108,7 +108,8 @@ class _S3Writer(io.BytesIO):
 
 
 class _LocalWriter(io.FileIO):
-    """Writes beside the target and renames on close, so a reader never sees half a file."""
+    """Writes beside the target and renames on close, so a reader never sees half a file;
+    the file gets the umask's mode, not mkstemp's owner-only one, so other engines read it."""
 
     def __init__(self, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +123,7 @@ class _LocalWriter(io.FileIO):
             self.flush()
             os.fsync(self.fileno())
             super().close()
-            self._staged.replace(self._target)
+            install(self._staged, self._target)
 
     def __exit__(self, *exc: Any) -> None:
         if exc[0] is None:
@@ -194,9 +195,6 @@ class LakeOutputFile(OutputFile):
 
 class LakeFileIO(FileIO):
     """pyiceberg's FileIO for local paths and s3:// (catalog property py-io-impl)."""
-
-    def __init__(self, properties: Properties = EMPTY_DICT) -> None:
-        super().__init__(properties)
 
     def client(self) -> S3Client:
         return s3_client(self.properties.get("s3.endpoint"), self.properties.get("s3.region"))

@@ -75,8 +75,9 @@ from pyiceberg.types import (
 )
 from pyiceberg.utils.config import Config
 
+from exporter import duck
 from exporter.errors import ExportError, first_line
-from exporter.lake import Lake
+from exporter.lake import Lake, open_lake
 
 CATALOG_VARIABLE = "ANIMEDB_CATALOG"
 NAMESPACE_VARIABLE = "ANIMEDB_NAMESPACE"
@@ -109,9 +110,16 @@ def tag(run_id: int) -> str:
     return f"run-{run_id}"
 
 
-def run_folder(run_id: int) -> str:
-    """Where a run's files go inside a table's data folder: only run id and table name it."""
-    return f"data/run-{run_id:012d}"
+def run_folder(run_id: int, *, compaction: bool = False) -> str:
+    """Where a run's files go inside a table's folder: only run id and table name it (the
+    files of the run's compaction of the table in a folder of their own)."""
+    return f"data/{'compact-run' if compaction else 'run'}-{run_id:012d}"
+
+
+def run_location(table: Table, run_id: int, name: str = "", *, compaction: bool = False) -> str:
+    """The location of a run's file `name` in a table (without a name, of its folder)."""
+    folder = f"{table.location().rstrip('/')}/{run_folder(run_id, compaction=compaction)}"
+    return f"{folder}/{name}" if name else folder
 
 
 # --- types ---------------------------------------------------------------------------------
@@ -211,6 +219,13 @@ class House:
 
     def identifier(self, name: str) -> str:
         return f"{self.namespace}.{name}"
+
+
+def open_key(key: str, catalog_name: str | None = None) -> House:
+    """The target a watermark key (`House.key`) names: its lake, and the key's own namespace
+    (the default one when the key names none, whatever ANIMEDB_NAMESPACE says)."""
+    uri, _, namespace = key.partition("#")
+    return open_house(open_lake(uri), catalog_name, namespace or DEFAULT_NAMESPACE)
 
 
 def open_house(lake: Lake, catalog_name: str | None = None, namespace: str | None = None) -> House:
@@ -476,9 +491,7 @@ def data_file(
 ) -> DataFile:
     """Describe a Parquet file DuckDB wrote, from its footer (read at `readable`, registered as
     `location`): rows, size, per-column counts and (for integers, dates, decimals) bounds."""
-    path = readable.replace("'", "''")
-    row = con.execute(f"select sum(num_rows) from parquet_file_metadata('{path}')").fetchone()
-    rows = int(row[0]) if row and row[0] is not None else 0
+    rows = duck.parquet_rows(con, readable)
     by_name = {f.name: f for f in schema.fields}
     by_id = {
         f.field_id: f.field_type for f in schema.fields if isinstance(f.field_type, PrimitiveType)
@@ -491,7 +504,7 @@ def data_file(
     if content == DataFileContent.DATA:
         stats = con.execute(
             "select path_in_schema, stats_min_value, stats_max_value, stats_null_count,"
-            f" num_values, total_compressed_size from parquet_metadata('{path}')"
+            f" num_values, total_compressed_size from parquet_metadata({duck.quote(readable)})"
         ).fetchall()
         for name, low, high, null_count, count, compressed in stats:
             f = by_name.get(str(name))
@@ -594,13 +607,11 @@ def commit(
     data_files: list[DataFile],
     delete_files: list[DataFile] = (),  # type: ignore[assignment]
     checksums: dict[str, str] | None = None,
-) -> Table:
-    """One snapshot for the run (unless it is there already), tagged run-<id>, in a single
-    catalog commit. A table the run leaves unchanged gets the tag on its current snapshot.
-    The table is as this run loaded it (one exporter at a time); the catalog refuses the
-    commit if another writer moved it meanwhile."""
-    if committed(table, run_id):
-        return table
+) -> None:
+    """One snapshot for the run (the caller checks it is not `committed` yet), tagged
+    run-<id>, in a single catalog commit. A table the run leaves unchanged gets the tag on its
+    current snapshot. The table is as this run loaded it (one exporter at a time); the catalog
+    refuses the commit if another writer moved it meanwhile."""
     summary = {**properties, RUN_ID: str(run_id)}
     if checksums:
         summary[FILES] = json.dumps(checksums, sort_keys=True, separators=(",", ":"))
@@ -617,7 +628,6 @@ def commit(
         assert snapshot_id is not None
         with ManageSnapshots(tx) as refs:
             refs.create_tag(snapshot_id, tag(run_id))
-    return table
 
 
 @dataclass
@@ -709,8 +719,7 @@ def remove_run_files(house: House, run_id: int) -> int:
     removed = 0
     for pair in found:
         for table in (pair.current, pair.changes):
-            folder = f"{table.location().rstrip('/')}/{run_folder(run_id)}"
-            for location in house.lake.list_files(folder):
+            for location in house.lake.list_files(run_location(table, run_id)):
                 house.lake.delete(location)
                 removed += 1
     return removed
@@ -718,16 +727,22 @@ def remove_run_files(house: House, run_id: int) -> int:
 
 def paths_sql(target: Lake, paths: list[str]) -> str:
     """A DuckDB list literal of the files at these locations, as DuckDB reads them."""
-    quoted = ("'" + target.reader_path(p).replace("'", "''") + "'" for p in paths)
-    return "[" + ", ".join(quoted) + "]"
+    return "[" + ", ".join(duck.quote(target.reader_path(p)) for p in paths) + "]"
 
 
 def current_rows(
-    con: duckdb.DuckDBPyConnection, target: Lake, table: Table, select: str, name: str
+    con: duckdb.DuckDBPyConnection,
+    target: Lake,
+    table: Table,
+    select: str,
+    name: str,
+    files: LiveFiles | None = None,
 ) -> None:
     """Temp table `name` with `select` over the rows of the table's current snapshot: its data
-    files less the positions its delete files name (what any Iceberg reader returns)."""
-    con.execute(f"create or replace temp view {name}_source as {live_rows_sql(con, target, table)}")
+    files less the positions its delete files name (what any Iceberg reader returns); `files`
+    are its live files when the caller has read them already."""
+    rows = live_rows_sql(con, target, table, files)
+    con.execute(f"create or replace temp view {name}_source as {rows}")
     con.execute(f"create or replace temp table {name} as select {select} from {name}_source")
 
 
@@ -735,11 +750,7 @@ def name_files(con: duckdb.DuckDBPyConnection, target: Lake, name: str, paths: l
     """Temp table file_names_<name>(reader, path): how DuckDB names each file it reads, and
     the path the table's metadata (and its position deletes) give it. Literal values, not
     parameters: DuckDB would import pandas, when installed, for a parameterised statement."""
-
-    def quoted(text: str) -> str:
-        return "'" + text.replace("'", "''") + "'"
-
-    rows = ", ".join(f"({quoted(target.reader_path(p))}, {quoted(p)})" for p in paths)
+    rows = ", ".join(f"({duck.quote(target.reader_path(p))}, {duck.quote(p)})" for p in paths)
     con.execute(
         f"create or replace temp table file_names_{name} as"
         f" select * from (values {rows}) as v(reader, path)"
@@ -825,7 +836,7 @@ class _Replace(_RunSnapshot):
 
 def replace_files(
     table: Table, properties: dict[str, str], data_files: list[DataFile], removed: LiveFiles
-) -> Table:
+) -> None:
     """Commit the table's rows rewritten as `data_files`, without its delete files; older
     snapshots (and the run tags on them) keep their files for time travel."""
     with table.transaction() as tx:
@@ -839,4 +850,3 @@ def replace_files(
         for f in data_files:
             producer.append_data_file(f)
         producer.commit()
-    return table

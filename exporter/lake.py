@@ -131,10 +131,15 @@ class Lake:
                     pass
             except OSError as exc:
                 raise ExportError(f"cannot write to target {root}: {exc.strerror}") from exc
+        self.refuse_old_layout("which cannot be continued as Iceberg tables")
+
+    def refuse_old_layout(self, consequence: str) -> None:
+        """Fail with one line if the target holds the plain-Parquet lake of earlier versions;
+        `consequence`: what that means for the command, as a relative clause."""
         if self.list_files(self.location(OLD_LAYOUT_MARKER), limit=1):
             raise ExportError(
                 f"{self.uri} holds a lake of the earlier plain-Parquet layout (_manifests/), "
-                "which cannot be continued as Iceberg tables: export to a new, empty target"
+                f"{consequence}: export to a new, empty target"
             )
 
     def staging_path(self, name: str) -> Path:

@@ -103,10 +103,6 @@ class PendingRun:
     windows: dict[str, Window]
     resumed: bool = False
 
-    @property
-    def load_date(self) -> dt.date:
-        return self.started_at.astimezone(dt.UTC).date()
-
 
 @dataclass
 class Blocker:

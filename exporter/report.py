@@ -192,11 +192,7 @@ def collect(target_uri: str, catalog: str | None = None, namespace: str | None =
     target = lake.open_lake(target_uri)
     if not target.is_s3 and not Path(target.uri).is_dir():
         raise _no_runs(target)
-    if target.list_files(target.location(lake.OLD_LAYOUT_MARKER), limit=1):
-        raise ExportError(
-            f"{target.uri} holds a lake of the earlier plain-Parquet layout (_manifests/), "
-            "which the report does not read: export to a new, empty target"
-        )
+    target.refuse_old_layout("which the report does not read")
     house = iceberg.open_house(target, catalog, namespace)
     pairs = iceberg.pairs(house)
     facts = LakeFacts(target.uri, house.catalog_name, house.namespace)
@@ -444,8 +440,10 @@ def render(facts: LakeFacts) -> str:
 def write_report(
     target: str, output: Path, *, catalog: str | None = None, namespace: str | None = None
 ) -> Path:
-    """Collect the lake's facts and write the page, atomically; returns its path."""
-    page = render(collect(target, catalog, namespace))
+    """Collect the lake's facts and write the page, atomically; returns its path. AWS
+    failures (S3, Glue) raise ExportError with one line, as every other failure does."""
+    with lake.storage_errors(target):
+        page = render(collect(target, catalog, namespace))
     try:
         atomic_write(output, page.encode("utf-8"))
     except OSError as exc:

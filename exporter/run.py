@@ -291,7 +291,8 @@ class _Export:
         """Every table's window in files, table by table, with progress."""
         for t in tables:
             name = t.table.name
-            self.progress.table_started(name, _estimate(self.conn, t.table, t.window))
+            estimate = _estimate(self.conn, t.table, t.window)
+            self.progress.table_started(name, estimate)
             clock = time.monotonic()
             watcher = (
                 _CopyWatcher(self.settings, self.progress, name)
@@ -299,11 +300,11 @@ class _Export:
                 else contextlib.nullcontext()
             )
             with watcher:
-                t.files = self.write(t.pair, t.table, t.window)
+                t.files = self.write(t.pair, t.table, t.window, estimate)
             t.seconds = time.monotonic() - clock
 
     def _location(self, table: Any, name: str) -> str:
-        return f"{table.location().rstrip('/')}/{iceberg.run_folder(self.run.run_id)}/{name}"
+        return iceberg.run_location(table, self.run.run_id, name)
 
     def _put(self, staged: Any, location: str, rows: int) -> _Written:
         size, digest = staged.stat().st_size, lake.sha256_of(staged)
@@ -332,17 +333,21 @@ class _Export:
         )
 
     def _ranges(
-        self, table: ExportedTable, window: protocol.Window, rows_per_chunk: int
+        self,
+        table: ExportedTable,
+        window: protocol.Window,
+        rows_per_chunk: int,
+        estimate: int | None,
     ) -> list[tuple[int | None, int | None]]:
         """Key ranges of rows_per_chunk rows each, cut at the window's real keys (ids with gaps
-        still give bounded files); one open range for a window that fits one chunk."""
+        still give bounded files); one open range for a window that fits one chunk. `estimate`:
+        the window's rows as `_estimate` gives them."""
         from psycopg import sql
 
         condition = sql.SQL(window.condition(table.cursor_column))  # type: ignore[arg-type,unused-ignore]
         # most windows fit one chunk: counting stops one row past the chunk size (a first load
         # of a table the planner knows to be far larger goes straight to the cut points)
-        estimate = _estimate(self.conn, table, window) or 0
-        if estimate <= 2 * rows_per_chunk:
+        if (estimate or 0) <= 2 * rows_per_chunk:
             row = self.conn.execute(
                 sql.SQL("select count(*) from (select from {t} where ").format(t=table.identifier())
                 + condition
@@ -426,12 +431,23 @@ class _Export:
         _pause_if_asked("during_files")
         return chunk
 
-    def _write_deletes(self, pair: iceberg.Pair, table: ExportedTable, out: _TableFiles) -> None:
-        """The run's deletes of this table, as change-log rows (key, _deleted = true)."""
+    def _has_deletes(self, table: ExportedTable) -> bool:
+        """Whether the run brings deletes of this table (its tombstone window is not empty)."""
         window = self.tombstones
-        if window is None or window.empty or table.name == TOMBSTONES:
+        return window is not None and not window.empty and table.name != TOMBSTONES
+
+    def _write_deletes(
+        self,
+        pair: iceberg.Pair,
+        table: ExportedTable,
+        out: _TableFiles,
+        recorded: list[protocol.Chunk],
+    ) -> None:
+        """The run's deletes of this table, as change-log rows (key, _deleted = true);
+        `recorded`: the table's chunks of the run as etl.export_chunks had them."""
+        window = self.tombstones
+        if window is None or not self._has_deletes(table):
             return
-        recorded = protocol.chunks(self.conn, self.run.run_id, table.name)
         done = [c for c in recorded if c.chunk == DELETES_CHUNK and self._in_place(c)]
         if done:
             chunk = done[0]
@@ -460,18 +476,24 @@ class _Export:
         out.changes += [_Written.from_json(f) for f in (chunk.files or {}).values()]
 
     def write(
-        self, pair: iceberg.Pair, table: ExportedTable, window: protocol.Window
+        self,
+        pair: iceberg.Pair,
+        table: ExportedTable,
+        window: protocol.Window,
+        estimate: int | None,
     ) -> _TableFiles:
+        """A table's window in files (`estimate`: its rows as `_estimate` gives them)."""
         out = _TableFiles()
+        chunks: list[protocol.Chunk] = []
+        if not window.empty or self._has_deletes(table):
+            chunks = protocol.chunks(self.conn, self.run.run_id, table.name)
         if not window.empty:
-            recorded = [
-                c
-                for c in protocol.chunks(self.conn, self.run.run_id, table.name)
-                if c.chunk != DELETES_CHUNK
-            ]
+            recorded = [c for c in chunks if c.chunk != DELETES_CHUNK]
             if not recorded:
-                ranges = self._ranges(table, window, chunk_rows())
-                recorded = protocol.plan_chunks(self.conn, self.run.run_id, table.name, ranges)
+                ranges = self._ranges(table, window, chunk_rows(), estimate)
+                planned = protocol.plan_chunks(self.conn, self.run.run_id, table.name, ranges)
+                # with no rows to cut, all a resumed run finds is the deletes' own chunk
+                recorded = [c for c in planned if c.chunk != DELETES_CHUNK]
             single = len(recorded) == 1
             kept = [c for c in recorded if self._in_place(c)]
             out.kept = len(kept)
@@ -483,7 +505,7 @@ class _Export:
                 if "current" in files:
                     out.current.append(_Written.from_json(files["current"]))
                 out.rows += chunk.rows
-        self._write_deletes(pair, table, out)
+        self._write_deletes(pair, table, out, chunks)
         return out
 
     def _write_chunks(
@@ -633,7 +655,7 @@ class _Export:
         that reading it costs what it holds, not every version ever exported."""
         current = pair.current
         live = iceberg.live_files(current)
-        query = iceberg.live_rows_sql(self.con, self.lake, current)
+        query = iceberg.live_rows_sql(self.con, self.lake, current, live)
         fields = current.schema().fields
         select, ids = iceberg.select_list(current.schema(), {f.name: f'"{f.name}"' for f in fields})
         rows_per_file = chunk_rows()
@@ -641,7 +663,7 @@ class _Export:
         per_file = max(1, rows_per_file // group)
         staged = self.lake.staging_path(f"{table.lake_name}_compacted")
         shutil.rmtree(staged, ignore_errors=True)
-        folder = f"{current.location().rstrip('/')}/data/compact-run-{self.run.run_id:012d}"
+        folder = iceberg.run_location(current, self.run.run_id, compaction=True)
         for location in self.lake.list_files(folder):  # what a killed try left
             self.lake.delete(location)
         try:

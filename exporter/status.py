@@ -72,8 +72,16 @@ def status(
     catalog: str | None = None,
     namespace: str | None = None,
 ) -> Status:
-    """A target's status; without one, that of the target the last run exported to."""
+    """A target's status; without one, that of the target the last run exported to. AWS
+    failures (S3, Glue) raise ExportError with one line, as every other failure does."""
     settings = db.resolve() if settings is None else settings
+    with lake.storage_errors(target or "the lake"):
+        return _status(settings, target, catalog, namespace)
+
+
+def _status(
+    settings: db.Settings, target: str | None, catalog: str | None, namespace: str | None
+) -> Status:
     house = None
     if target is not None:
         house = iceberg.open_house(lake.open_lake(target), catalog, namespace)
@@ -84,8 +92,7 @@ def status(
             key = house.key
         elif known:
             key = known[-1]
-            uri, _, ns = key.partition("#")
-            house = iceberg.open_house(lake.open_lake(uri), catalog, ns or None)
+            house = iceberg.open_key(key, catalog)
         else:
             key = ""
         result = Status(target=key or None)

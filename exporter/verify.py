@@ -51,10 +51,12 @@ def _scalar(con: duckdb.DuckDBPyConnection, query: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def check_files(con: duckdb.DuckDBPyConnection, target: lake.Lake, table: Any) -> int:
-    """Every file the table's current snapshot references: present, of the recorded size and
-    row count and, where the exporter recorded one, SHA-256. Raises naming the first bad one."""
-    files = iceberg.live_files(table)
+def check_files(
+    con: duckdb.DuckDBPyConnection, target: lake.Lake, table: Any, files: iceberg.LiveFiles
+) -> int:
+    """Every file the table's current snapshot references (`files`, its live files): present,
+    of the recorded size and row count and, where the exporter recorded one, SHA-256. Raises
+    naming the first bad one."""
     recorded = iceberg.checksums(table)
     name = ".".join(table.name())
     for f in files.data + files.deletes:
@@ -75,13 +77,7 @@ def check_files(con: duckdb.DuckDBPyConnection, target: lake.Lake, table: Any) -
                 "recorded: it was changed after the export"
             )
         try:
-            rows = _scalar(
-                con,
-                "select sum(num_rows) from parquet_file_metadata("
-                + "'"
-                + where.replace("'", "''")
-                + "')",
-            )
+            rows = duck.parquet_rows(con, where)
         except duckdb.Error as exc:
             raise ExportError(f"{kind} file {where} of table {name} is not Parquet: {exc}") from exc
         if rows != f.record_count:
@@ -136,13 +132,14 @@ def _check_table(
         con.execute("create or replace temp table lake_rows (k bigint, h ubigint)")
         con.execute("create or replace temp table log_rows (k bigint, h ubigint)")
     else:
-        check.files = check_files(con, target, pair.current) + check_files(
-            con, target, pair.changes
-        )
+        current = iceberg.live_files(pair.current)
+        check.files = check_files(con, target, pair.current, current)
+        changes = iceberg.live_files(pair.changes)
+        check.files += check_files(con, target, pair.changes, changes)
         iceberg.current_rows(
-            con, target, pair.current, f"{key}::bigint as k, {row_hash} as h", "lake_rows"
+            con, target, pair.current, f"{key}::bigint as k, {row_hash} as h", "lake_rows", current
         )
-        iceberg.current_rows(con, target, pair.changes, "*", "log_versions")
+        iceberg.current_rows(con, target, pair.changes, "*", "log_versions", changes)
         con.execute(
             "create or replace temp table log_rows as select"
             f" {key}::bigint as k, {row_hash} as h from"

@@ -60,3 +60,22 @@ def test_killed_at_any_step_then_rerun_is_exact(
                 and iceberg.COMPACTED_BY not in s.summary.additional_properties
             ]
             assert len(runs) == len(set(runs)), (table.name(), runs)
+
+
+def test_a_resumed_run_of_deletes_alone_ships_them_once(
+    pg: Server, app_db: str, tmp_path: Path
+) -> None:
+    """A window with no rows but deletes: its only recorded chunk is the deletes' own, which a
+    resumed run must not take for a data chunk (and ship twice)."""
+    target = str(tmp_path / "lake")
+    with pg.connect(app_db, autocommit=True) as conn:
+        users = h.add_users(conn, 20, prefix="first")
+        h.add_watching(conn, users)
+        run_export(target, pg.settings(app_db), settle=NO_SETTLE)
+        conn.execute("delete from app.ratings where user_id = any(%s)", (users[:4],))
+        h.kill_at(h.exporter_env(pg, app_db), target, "after_files")
+        resumed = run_export(target, pg.settings(app_db), settle=NO_SETTLE)
+    assert resumed.resumed
+    assert {t.table: t.deletes for t in resumed.tables}["app.ratings"] == 4
+    checks = h.assert_exact(target, pg, app_db)
+    assert all(c.duplicates == 0 for c in checks)

@@ -17,6 +17,7 @@ import duckdb
 import pytest
 from pyiceberg.table import Table
 
+from animedb import files as animedb_files
 from exporter import duck, iceberg, lake, run_export
 from exporter import verify as verify_module
 from exporter.run import CHUNK_ROWS_VARIABLE, PAUSE_VARIABLE
@@ -723,6 +724,23 @@ def test_another_database_is_refused(
     with pg.connect(other) as conn:
         assert conn.execute("select count(*) from etl.export_runs").fetchone() == (0,)
         assert conn.execute("select count(*) from etl.watermarks").fetchone() == (0,)
+
+
+def test_metadata_files_are_readable_by_other_users(
+    pg: Server, app_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another engine may read the lake as another user: the metadata files the exporter
+    writes get the umask's mode, not the owner-only one of a temporary file."""
+    monkeypatch.setattr(animedb_files, "_UMASK", 0o022)
+    target = tmp_path / "lake"
+    with pg.connect(app_db, autocommit=True) as conn:
+        h.add_users(conn, 3)
+    run_export(str(target), pg.settings(app_db), settle=NO_SETTLE)
+    metadata = [p for p in target.rglob("*") if p.is_file() and p.parent.name == "metadata"]
+    assert any(p.name.endswith(".metadata.json") for p in metadata)
+    assert any(p.name.endswith(".avro") for p in metadata)
+    unreadable = [str(p) for p in metadata if p.stat().st_mode & 0o044 != 0o044]
+    assert not unreadable
 
 
 # --- 8. damage is named, never a traceback -------------------------------------------------------
