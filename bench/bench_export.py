@@ -176,12 +176,16 @@ def apply_delta(settings: db.Settings, table: str, rows: int, round_: int) -> st
     return str(row[0].isoformat())
 
 
+# What a result is checked by, the same in PostgreSQL and in the lake.
+FINGERPRINT = (
+    "select count(*), count(distinct event_id), sum(event_id), sum(amount),"
+    " sum(length(payload)), sum(user_id), max(modified_date) from {}"
+)
+
+
 def fingerprint_pg(settings: db.Settings, table: str) -> list[Any]:
     with psycopg.connect(settings.conninfo()) as conn:
-        row = conn.execute(
-            "select count(*), count(distinct event_id), sum(event_id), sum(amount),"
-            f" sum(length(payload)), sum(user_id), max(modified_date) from {table}"
-        ).fetchone()
+        row = conn.execute(FINGERPRINT.format(table)).fetchone()
     assert row is not None
     return _normal(list(row))
 
@@ -220,10 +224,7 @@ def iceberg_reader() -> Any:
 
 
 def fingerprint_lake(con: Any, relation: str) -> list[Any]:
-    row = con.execute(
-        "select count(*), count(distinct event_id), sum(event_id), sum(amount),"
-        f" sum(length(payload)), sum(user_id), max(modified_date) from {relation}"
-    ).fetchone()
+    row = con.execute(FINGERPRINT.format(relation)).fetchone()
     return _normal(list(row))
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.rows import TupleRow
 
+from animedb import db
 from tests import pg_harness, s3_harness
 from tests.pg_harness import Server
 
@@ -44,6 +46,12 @@ def built_template(pg: Server, dbt_project: Path) -> str:
 
 
 @pytest.fixture
+def own_project(tmp_path: Path) -> Path:
+    """A copy of the project with the fixture seeds, which this test may change."""
+    return pg_harness.make_dbt_project(tmp_path / "project")
+
+
+@pytest.fixture
 def app_db(pg: Server, built_template: str) -> str:
     """A fresh copy of the built database, for one test to change as it likes."""
     name = f"animedb_test_{next(_database_numbers)}"
@@ -56,6 +64,17 @@ def conn(pg: Server, app_db: str) -> Iterator[psycopg.Connection[TupleRow]]:
     """An autocommit connection to the test's database, as the superuser."""
     with pg.connect(app_db, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture
+def password_db(pg: Server, built_template: str) -> Iterator[str]:
+    """A copy of the built database in which the tool roles must give a password
+    (pg_harness.PASSWORD_RULE); the roles are the server's, so their passwords go afterwards."""
+    pg.create_database(pg_harness.PASSWORD_DATABASE, template=built_template)
+    yield pg_harness.PASSWORD_DATABASE
+    with pg.connect("postgres", autocommit=True) as conn:
+        for role in (db.GENERATOR_ROLE, db.EXPORTER_ROLE):
+            conn.execute(sql.SQL("alter role {} password null").format(sql.Identifier(role)))
 
 
 @pytest.fixture(scope="session")

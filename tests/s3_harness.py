@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 
+from exporter.iceberg import NAMESPACE_VARIABLE
 from tests.pg_harness import free_port
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ class S3Endpoint:
             "AWS_REGION": self.region,
         }
         if self.namespace:
-            values["ANIMEDB_NAMESPACE"] = self.namespace
+            values[NAMESPACE_VARIABLE] = self.namespace
         values.update(overrides)
         return values
 

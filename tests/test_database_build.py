@@ -38,12 +38,6 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     return data[0], data[1:]
 
 
-@pytest.fixture
-def own_project(tmp_path: Path) -> Path:
-    """A project copy this test may change the seeds of."""
-    return pg_harness.make_dbt_project(tmp_path / "project")
-
-
 def add_user_activity(conn: Conn) -> None:
     conn.execute(
         "insert into app.users (username, email, display_name) values ('erin', 'erin@example.org', 'Erin')"

@@ -4,7 +4,6 @@ only by whom they are granted to, with their search_path pinned."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -18,7 +17,7 @@ from tests.pg_harness import Server
 
 TOOLS = (db.GENERATOR_ROLE, db.EXPORTER_ROLE)
 
-# What an owner could do and a tool must not, whoever it claims to be after RESET ROLE.
+# What an conn could do and a tool must not, whoever it claims to be after RESET ROLE.
 FORBIDDEN_TO_BOTH = [
     "create table app.stray (id int)",
     "create table etl.stray (id int)",
@@ -72,72 +71,64 @@ def _triggers(conn: psycopg.Connection[TupleRow]) -> list[tuple[object, ...]]:
     ).fetchall()
 
 
-@pytest.fixture
-def owner(pg: Server, app_db: str) -> Iterator[psycopg.Connection[TupleRow]]:
-    """The superuser's session on the test's database, to look at what a tool session did."""
-    with pg.connect(app_db, autocommit=True) as conn:
-        yield conn
+def _tables(conn: psycopg.Connection[TupleRow]) -> tuple[object, ...] | None:
+    return conn.execute(
+        "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname in ('app', 'etl', 'public')"
+    ).fetchone()
 
 
 @pytest.mark.parametrize("role", TOOLS)
 def test_reset_role_gives_a_tool_nothing_beyond_its_grants(
-    pg: Server, app_db: str, owner: psycopg.Connection[TupleRow], role: str
+    pg: Server, app_db: str, conn: psycopg.Connection[TupleRow], role: str
 ) -> None:
-    roles_before, triggers_before = _roles_state(owner), _triggers(owner)
-    tables_before = owner.execute(
-        "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-        " where n.nspname in ('app', 'etl', 'public')"
-    ).fetchone()
+    roles_before, triggers_before, tables_before = (
+        _roles_state(conn),
+        _triggers(conn),
+        _tables(conn),
+    )
     with db.connect(
         pg.settings(app_db), application_name="probe", autocommit=True, role=role
-    ) as conn:
-        assert conn.execute("select session_user, current_user").fetchone() == (role, role)
-        conn.execute("reset role")
-        assert conn.execute("select session_user, current_user").fetchone() == (role, role)
+    ) as tool:
+        assert tool.execute("select session_user, current_user").fetchone() == (role, role)
+        tool.execute("reset role")
+        assert tool.execute("select session_user, current_user").fetchone() == (role, role)
         for statement in FORBIDDEN[role]:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute(statement)
+                tool.execute(statement)
                 pytest.fail(f"{role} may run: {statement}")
         for other in TOOLS:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute(sql.SQL("alter role {} superuser").format(sql.Identifier(other)))
+                tool.execute(sql.SQL("alter role {} superuser").format(sql.Identifier(other)))
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute(sql.SQL("grant pg_monitor to {}").format(sql.Identifier(other)))
-    assert _roles_state(owner) == roles_before
-    assert _triggers(owner) == triggers_before
+                tool.execute(sql.SQL("grant pg_monitor to {}").format(sql.Identifier(other)))
+    assert _roles_state(conn) == roles_before
+    assert _triggers(conn) == triggers_before
     assert all(enabled == "O" for _, _, enabled in triggers_before)
-    assert (
-        owner.execute(
-            "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-            " where n.nspname in ('app', 'etl', 'public')"
-        ).fetchone()
-        == tables_before
-    )
-    assert owner.execute("select count(*) from etl.tombstones").fetchone() == (0,)
+    assert _tables(conn) == tables_before
+    assert conn.execute("select count(*) from etl.tombstones").fetchone() == (0,)
 
 
-def test_the_exporter_sees_no_other_sessions_query(
-    pg: Server, app_db: str, owner: psycopg.Connection[TupleRow]
-) -> None:
+def test_the_exporter_sees_no_other_sessions_query(pg: Server, app_db: str) -> None:
     """pg_read_all_stats would show it every session's query text; the bound function shows it
     the oldest open transaction's start, pid, name and state, and nothing else."""
     with pg.connect(app_db) as other:
         other.execute("select 'a secret in the query text'")  # a transaction left open
         with db.connect(
             pg.settings(app_db), application_name="probe", autocommit=True, role=db.EXPORTER_ROLE
-        ) as conn:
-            seen = conn.execute(
+        ) as tool:
+            seen = tool.execute(
                 "select query, xact_start from pg_stat_activity where pid = %s",
                 (other.info.backend_pid,),
             ).fetchone()
             assert seen == ("<insufficient privilege>", None)
-            oldest = conn.execute(
+            oldest = tool.execute(
                 "select pid, state, xact_start is not null from etl.oldest_open_transaction()"
             ).fetchone()
             assert oldest == (other.info.backend_pid, "idle in transaction", True)
 
 
-def test_tool_roles_own_exactly_their_attributes(owner: psycopg.Connection[TupleRow]) -> None:
+def test_tool_roles_own_exactly_their_attributes(conn: psycopg.Connection[TupleRow]) -> None:
     for (
         name,
         superuser,
@@ -147,16 +138,16 @@ def test_tool_roles_own_exactly_their_attributes(owner: psycopg.Connection[Tuple
         replication,
         bypassrls,
         member_of,
-    ) in _roles_state(owner):
+    ) in _roles_state(conn):
         assert name in TOOLS
         assert login and not (superuser or createrole or createdb or replication or bypassrls)
         assert member_of == []
 
 
 def test_definer_functions_are_granted_not_public(
-    owner: psycopg.Connection[TupleRow],
+    conn: psycopg.Connection[TupleRow],
 ) -> None:
-    rows = owner.execute(
+    rows = conn.execute(
         "select p.oid::regprocedure::text, p.proconfig,"
         " exists (select from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a"
         "         where a.grantee = 0 and a.privilege_type = 'EXECUTE'),"
@@ -180,67 +171,60 @@ def test_definer_functions_are_granted_not_public(
 
 
 def test_a_build_brings_old_roles_to_their_least_rights(
-    pg: Server, app_db: str, dbt_project: Path, owner: psycopg.Connection[TupleRow]
+    pg: Server, app_db: str, dbt_project: Path, conn: psycopg.Connection[TupleRow]
 ) -> None:
     """Roles of an earlier build (NOLOGIN groups, the exporter in pg_monitor) are corrected;
     on RDS (a role named rds_iam exists) the tools become its members, so IAM tokens are the
     only way they log in."""
-    owner.execute("alter role animedb_exporter nologin")
-    owner.execute("grant pg_monitor to animedb_exporter")
-    owner.execute("alter role animedb_generator createdb")
-    created_rds_iam = not owner.execute("select from pg_roles where rolname = 'rds_iam'").fetchone()
+    conn.execute("alter role animedb_exporter nologin")
+    conn.execute("grant pg_monitor to animedb_exporter")
+    conn.execute("alter role animedb_generator createdb")
+    created_rds_iam = not conn.execute("select from pg_roles where rolname = 'rds_iam'").fetchone()
     if created_rds_iam:
-        owner.execute("create role rds_iam nologin")
+        conn.execute("create role rds_iam nologin")
     try:
         pg_harness.run_dbt(dbt_project, pg.env(app_db), "run", "--select", "languages")
-        states = _roles_state(owner)
+        states = _roles_state(conn)
     finally:
         if created_rds_iam:
-            owner.execute("drop role rds_iam")
+            conn.execute("drop role rds_iam")
         # the roles are the server's: leave them right for the other tests whatever happened
-        owner.execute("alter role animedb_exporter login")
-        owner.execute("alter role animedb_generator nocreatedb")
-        owner.execute("revoke pg_monitor from animedb_exporter")
+        conn.execute("alter role animedb_exporter login")
+        conn.execute("alter role animedb_generator nocreatedb")
+        conn.execute("revoke pg_monitor from animedb_exporter")
     for _, superuser, _, createdb, login, _, _, member_of in states:
         assert login and not superuser and not createdb
         assert member_of == ["rds_iam"]
 
 
 def test_a_tool_finds_its_password_in_the_libpq_password_file(
-    pg: Server, built_template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pg: Server, password_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a server that asks for passwords, PGPASSWORD is the administrator's (PGUSER's); a tool
     logging in as its role never sends it, and libpq reads the role's own from ~/.pgpass."""
-    pg.create_database(pg_harness.PASSWORD_DATABASE, template=built_template)
     with pg.connect("postgres", autocommit=True) as admin:
         admin.execute("alter role animedb_exporter password 'exporter-pw-1'")
-    try:
-        monkeypatch.setenv("PGHOST", pg.host)
-        monkeypatch.setenv("PGPORT", str(pg.port))
-        monkeypatch.setenv("PGUSER", pg.user)
-        monkeypatch.setenv("PGPASSWORD", "the-administrators-password")
-        monkeypatch.setenv("PGDATABASE", pg_harness.PASSWORD_DATABASE)
-        monkeypatch.setenv("PGPASSFILE", str(tmp_path / "missing"))
-        with pytest.raises(db.DatabaseUnavailable) as refused:
-            db.connect(application_name="probe", role=db.EXPORTER_ROLE)
-        message = str(refused.value)
-        assert "as animedb_exporter" in message and "~/.pgpass" in message
-        assert "the-administrators-password" not in message and len(message.splitlines()) == 1
+    monkeypatch.setenv("PGHOST", pg.host)
+    monkeypatch.setenv("PGPORT", str(pg.port))
+    monkeypatch.setenv("PGUSER", pg.user)
+    monkeypatch.setenv("PGPASSWORD", "the-administrators-password")
+    monkeypatch.setenv("PGDATABASE", password_db)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "missing"))
+    with pytest.raises(db.DatabaseUnavailable) as refused:
+        db.connect(application_name="probe", role=db.EXPORTER_ROLE)
+    message = str(refused.value)
+    assert "as animedb_exporter" in message and "~/.pgpass" in message
+    assert "the-administrators-password" not in message and len(message.splitlines()) == 1
 
-        passfile = tmp_path / "pgpass"
-        passfile.write_text(
-            f"{pg.host}:{pg.port}:{pg_harness.PASSWORD_DATABASE}:animedb_exporter:exporter-pw-1\n"
-        )
-        passfile.chmod(0o600)
-        monkeypatch.setenv("PGPASSFILE", str(passfile))
-        with db.connect(application_name="probe", role=db.EXPORTER_ROLE) as conn:
-            assert conn.execute("select session_user").fetchone() == (db.EXPORTER_ROLE,)
-        # PGUSER naming the role: PGPASSWORD is its password, and is sent
-        monkeypatch.setenv("PGUSER", db.EXPORTER_ROLE)
-        monkeypatch.setenv("PGPASSWORD", "exporter-pw-1")
-        monkeypatch.setenv("PGPASSFILE", str(tmp_path / "missing"))
-        with db.connect(application_name="probe", role=db.EXPORTER_ROLE) as conn:
-            assert conn.execute("select session_user").fetchone() == (db.EXPORTER_ROLE,)
-    finally:
-        with pg.connect("postgres", autocommit=True) as admin:
-            admin.execute("alter role animedb_exporter password null")
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"{pg.host}:{pg.port}:{password_db}:animedb_exporter:exporter-pw-1\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    with db.connect(application_name="probe", role=db.EXPORTER_ROLE) as conn:
+        assert conn.execute("select session_user").fetchone() == (db.EXPORTER_ROLE,)
+    # PGUSER naming the role: PGPASSWORD is its password, and is sent
+    monkeypatch.setenv("PGUSER", db.EXPORTER_ROLE)
+    monkeypatch.setenv("PGPASSWORD", "exporter-pw-1")
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "missing"))
+    with db.connect(application_name="probe", role=db.EXPORTER_ROLE) as conn:
+        assert conn.execute("select session_user").fetchone() == (db.EXPORTER_ROLE,)

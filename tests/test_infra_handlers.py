@@ -23,7 +23,7 @@ import exporter.run
 from animedb import db
 from tests.exporter_helpers import add_users
 from tests.infra_helpers import export, generate, rds, runtime
-from tests.pg_harness import PASSWORD_DATABASE, Server
+from tests.pg_harness import Server
 from tests.s3_harness import S3Endpoint
 
 
@@ -70,30 +70,26 @@ def _accepting_tokens(
 @pytest.fixture
 def function(
     pg: Server,
-    built_template: str,
+    password_db: str,
     s3: S3Endpoint,
     s3_target: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Function]:
-    pg.create_database(PASSWORD_DATABASE, template=built_template)
     for name in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "HOME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(rds.HOST_VARIABLE, pg.host)
     monkeypatch.setenv(rds.PORT_VARIABLE, str(pg.port))
-    monkeypatch.setenv(rds.NAME_VARIABLE, PASSWORD_DATABASE)
+    monkeypatch.setenv(rds.NAME_VARIABLE, password_db)
     monkeypatch.setenv(rds.REGION_VARIABLE, s3.region)
     # the local server has no TLS: the one setting the template never sets
     monkeypatch.setenv(rds.SSLMODE_OVERRIDE_VARIABLE, "disable")
     monkeypatch.setenv(export.TARGET_VARIABLE, s3_target)
     monkeypatch.setenv(export.MEMORY_VARIABLE, "1024")
     rds.forget()
-    made = Function(PASSWORD_DATABASE, s3_target, monkeypatch)
+    made = Function(password_db, s3_target, monkeypatch)
     monkeypatch.setattr(rds, "auth_token", _accepting_tokens(pg, made, rds.auth_token))
     yield made
     rds.forget()
-    with pg.connect("postgres", autocommit=True) as conn:  # roles are the server's
-        for role in (db.GENERATOR_ROLE, db.EXPORTER_ROLE):
-            conn.execute(sql.SQL("alter role {} password null").format(sql.Identifier(role)))
 
 
 def _count(pg: Server, dbname: str, table: str) -> int:

@@ -19,12 +19,6 @@ from tests.pg_harness import Server
 Fingerprint = dict[str, tuple[int, str]]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A copy of the project with the fixture seeds, which this test may change."""
-    return pg_harness.make_dbt_project(tmp_path / "project")
-
-
 def animedb_dbt(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """`animedb dbt ARGS --project-dir PROJECT`, as a user runs it."""
     return subprocess.run(
@@ -111,15 +105,15 @@ def append_copy_of_line(number: int) -> Change:
 def test_bad_seed_is_one_line_and_changes_nothing(
     pg: Server,
     app_db: str,
-    project: Path,
+    own_project: Path,
     seed: str,
     change: Change,
     message: str,
 ) -> None:
-    edit_lines(project / "seeds" / seed, change)
+    edit_lines(own_project / "seeds" / seed, change)
     before = fingerprint(pg, app_db)
     for command in ("build", "seed"):
-        result = animedb_dbt(project, pg.env(app_db), command)
+        result = animedb_dbt(own_project, pg.env(app_db), command)
         assert result.returncode != 0
         assert "Traceback" not in result.stdout + result.stderr
         assert result.stdout == ""  # dbt never started
@@ -147,11 +141,11 @@ def listing(pg: Server, dbname: str) -> list[tuple[int, int, bool]]:
 
 
 def test_mass_delisting_is_refused_before_app_anime_changes(
-    pg: Server, app_db: str, project: Path
+    pg: Server, app_db: str, own_project: Path
 ) -> None:
-    drop_anime(project, {b"1", b"6"})  # 2 of the 5 listed anime: more than a quarter
+    drop_anime(own_project, {b"1", b"6"})  # 2 of the 5 listed anime: more than a quarter
     before = fingerprint(pg, app_db, ("app",))
-    result = animedb_dbt(project, pg.env(app_db), "build", "--no-use-colors")
+    result = animedb_dbt(own_project, pg.env(app_db), "build", "--no-use-colors")
     assert result.returncode != 0
     refusals = [line for line in result.stdout.splitlines() if "would delist" in line]
     assert len(refusals) == 1, result.stdout[-3000:]
@@ -164,19 +158,23 @@ def test_mass_delisting_is_refused_before_app_anime_changes(
     assert after["app.anime"] == before["app.anime"]
 
 
-def test_mass_delisting_goes_through_when_allowed(pg: Server, app_db: str, project: Path) -> None:
+def test_mass_delisting_goes_through_when_allowed(
+    pg: Server, app_db: str, own_project: Path
+) -> None:
     before = listing(pg, app_db)
-    drop_anime(project, {b"1", b"6"})
-    result = animedb_dbt(project, pg.env(app_db), "build", "--vars", "{allow_mass_delisting: true}")
+    drop_anime(own_project, {b"1", b"6"})
+    result = animedb_dbt(
+        own_project, pg.env(app_db), "build", "--vars", "{allow_mass_delisting: true}"
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     after = listing(pg, app_db)
     assert [(m, i) for m, i, _ in after] == [(m, i) for m, i, _ in before]  # ids kept
     assert [m for m, _, listed in after if not listed] == [1, 6]
 
 
-def test_a_quarter_is_not_refused(pg: Server, app_db: str, project: Path) -> None:
-    drop_anime(project, {b"1"})  # 1 of 5
-    result = animedb_dbt(project, pg.env(app_db), "build")
+def test_a_quarter_is_not_refused(pg: Server, app_db: str, own_project: Path) -> None:
+    drop_anime(own_project, {b"1"})  # 1 of 5
+    result = animedb_dbt(own_project, pg.env(app_db), "build")
     assert result.returncode == 0, result.stdout[-3000:]
     assert [m for m, _, listed in listing(pg, app_db) if not listed] == [1]
 
