@@ -31,7 +31,10 @@ PG_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
 DEFAULT_DATABASE = "animedb"
 EMBEDDED_USER = "postgres"
 HOME_VARIABLE = "ANIMEDB_HOME"
-_LOGIN_REFUSED = re.compile(r"FATAL:|fe_sendauth")
+_LOGIN_REFUSED = re.compile(
+    r"password authentication failed|PAM authentication failed|no pg_hba\.conf entry"
+    r'|role "[^"]*" (?:does not exist|is not permitted to log in)|fe_sendauth'
+)
 _PASSWORD_PARAMETER = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
 # The least-privileged roles the unattended tools log in as (created by dbt, macros/roles.sql).
 GENERATOR_ROLE = "animedb_generator"

@@ -72,10 +72,21 @@ def seed_folders(project_dir: Path) -> list[Path]:
     return [project_dir / str(p) for p in paths]
 
 
-def declared_keys(project_dir: Path) -> dict[str, tuple[tuple[str, ...], str]]:
+def count_rows(path: Path) -> int | None:
+    """The data rows of a CSV (a quoted line break stays in its row), None when it is absent;
+    undecodable bytes are counted, not refused (the check below names them)."""
+    if not path.exists():
+        return None
+    with path.open(encoding="utf-8", errors="replace", newline="") as stream:
+        return max(sum(1 for _ in csv.reader(stream)) - 1, 0)
+
+
+def declared_keys(
+    project_dir: Path, folders: list[Path] | None = None
+) -> dict[str, tuple[tuple[str, ...], str]]:
     """Each seed's key and the properties file that declares it, by seed name."""
     keys: dict[str, tuple[tuple[str, ...], str]] = {}
-    for folder in seed_folders(project_dir):
+    for folder in seed_folders(project_dir) if folders is None else folders:
         for properties in sorted([*folder.rglob("*.yml"), *folder.rglob("*.yaml")]):
             shown = _shown(properties, project_dir)
             document = _load_yaml(properties)
@@ -104,9 +115,10 @@ def declared_keys(project_dir: Path) -> dict[str, tuple[tuple[str, ...], str]]:
 
 def seed_files(project_dir: Path) -> list[SeedFile]:
     """Every CSV dbt would load from the project, with the key declared for it (if any)."""
-    keys = declared_keys(project_dir)
+    folders = seed_folders(project_dir)
+    keys = declared_keys(project_dir, folders)
     found = []
-    for folder in seed_folders(project_dir):
+    for folder in folders:
         for path in sorted(folder.rglob("*.csv")):
             key, declared_in = keys.get(path.stem, ((), ""))
             found.append(SeedFile(path, _shown(path, project_dir), key, declared_in))

@@ -8,7 +8,6 @@ rounds of generator activity, each followed by an incremental export -> verify -
 from __future__ import annotations
 
 import contextlib
-import csv
 import re
 import time
 from collections.abc import Iterator
@@ -61,14 +60,6 @@ def recorded_urls() -> str:
     return match.group(1) if match else ""
 
 
-def seed_rows(seeds: Path) -> dict[str, int]:
-    counts = {}
-    for path in sorted(seeds.glob("*.csv")):
-        with path.open(newline="", encoding="utf-8") as f:
-            counts[path.name] = max(sum(1 for _ in csv.reader(f)) - 1, 0)
-    return counts
-
-
 def crawl(shared_pages: Path, replay_urls: str) -> None:
     if not shared_pages.is_dir():
         console.print(
@@ -81,8 +72,8 @@ def crawl(shared_pages: Path, replay_urls: str) -> None:
     if run_crawl(arguments, cwd=REPO) != 0:
         raise DemoFailed("the replay crawl failed (see above)")
     table = Table("seed file", "rows", title="what the crawl wrote")
-    for name, count in seed_rows(REPO / "seeds").items():
-        table.add_row(name, f"{count:,}")
+    for path in sorted((REPO / "seeds").glob("*.csv")):
+        table.add_row(path.name, f"{seeds.count_rows(path) or 0:,}")
     console.print(table)
 
 

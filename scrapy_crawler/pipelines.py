@@ -198,8 +198,8 @@ class CsvWriterPipeline:
             )
         except SeedsRefused as refused:
             changes = refused.changes
-            stats.set_value(REFUSED_STAT, str(refused))
-            logger.error("%s", refused)
+            stats.set_value(REFUSED_STAT, str(refused))  # our crawl command prints it, last
+            logger.debug("%s", refused)
         else:
             stats.set_value(REPLACED_STAT, len(changes))
             logger.info("Replaced %d seed files in %s", len(changes), folder)

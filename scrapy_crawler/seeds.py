@@ -7,11 +7,11 @@ before -> after, and the folder is left as it was, byte for byte.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from animedb.seeds import count_rows
 from scrapy_crawler.files import move_into, staging_folder
 from scrapy_crawler.items import ITEM_CLASSES
 
@@ -44,14 +44,6 @@ class SeedsRefused(Exception):
     def __init__(self, summary: str, changes: list[SeedChange]) -> None:
         super().__init__(summary)
         self.changes = changes
-
-
-def count_rows(path: Path) -> int | None:
-    """The data rows of a CSV (a quoted line break stays in its row), None when it is absent."""
-    if not path.exists():
-        return None
-    with path.open(encoding="utf-8", errors="replace", newline="") as stream:
-        return max(sum(1 for _ in csv.reader(stream)) - 1, 0)
 
 
 def refusal(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from animedb.cli import DISTRIBUTION
+
 try:
-    _VERSION = version("animedatabase")
+    _VERSION = version(DISTRIBUTION)
 except PackageNotFoundError:  # running from a checkout that is not installed
     _VERSION = "0.1.0"
 

@@ -23,6 +23,7 @@ from scrapy.crawler import Crawler
 from scrapy.http import HtmlResponse, Response, TextResponse
 
 from animedb import REPO
+from animedb_cli.demo import recorded_urls
 from scrapy_crawler.items import Anime, Record
 from scrapy_crawler.parsers import Parsed, parse_page
 from scrapy_crawler.pipelines import validation_error
@@ -71,11 +72,10 @@ LOCAL_START_URLS = [
 
 
 def replay_urls() -> list[str]:
-    """The seven start URLs of `make crawl-replay`, read from the Makefile (one source)."""
-    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
-    match = re.search(r"^REPLAY_URLS\s*:?=\s*(\S+)\s*$", makefile, re.MULTILINE)
-    assert match, "REPLAY_URLS not found in the Makefile"
-    return match.group(1).split(",")
+    """The seven start URLs of `make crawl-replay`, as the demo reads them from the Makefile."""
+    urls = recorded_urls()
+    assert urls, "REPLAY_URLS not found in the Makefile"
+    return urls.split(",")
 
 
 def require_shared() -> Path:

@@ -10,9 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import duckdb
 import psycopg
 from psycopg.rows import TupleRow
 
@@ -135,14 +133,6 @@ def assert_exact(target: str, server: Server, dbname: str) -> list[verify_module
     bad = [c for c in checks if not c.ok]
     assert not bad, bad
     return checks
-
-
-def parquet_rows(
-    path: Path | str, query: str = "select count(*) from t"
-) -> list[tuple[object, ...]]:
-    con = duckdb.connect()
-    con.execute(f"create view t as select * from read_parquet('{path}')")
-    return con.execute(query).fetchall()
 
 
 def clean_env() -> dict[str, str]:

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
@@ -116,8 +116,12 @@ class S3Endpoint:
         return values
 
     def client(self) -> S3Client:
+        return self.service("s3")  # type: ignore[no-any-return]
+
+    def service(self, name: str) -> Any:
+        """A boto3 client of this endpoint for `name` (s3, glue)."""
         return boto3.client(
-            "s3",
+            name,  # type: ignore[call-overload]
             endpoint_url=self.url,
             aws_access_key_id=self.key_id,
             aws_secret_access_key=self.secret,

@@ -228,3 +228,12 @@ def test_a_tool_finds_its_password_in_the_libpq_password_file(
     monkeypatch.setenv("PGPASSFILE", str(tmp_path / "missing"))
     with db.connect(application_name="probe", role=db.EXPORTER_ROLE) as conn:
         assert conn.execute("select session_user").fetchone() == (db.EXPORTER_ROLE,)
+
+
+def test_a_missing_database_is_not_called_a_password_problem(pg: Server) -> None:
+    settings = pg.settings("no_such_database")
+    with pytest.raises(db.DatabaseUnavailable) as refused:
+        db.connect(settings, application_name="probe", role=db.EXPORTER_ROLE)
+    message = str(refused.value)
+    assert 'database "no_such_database" does not exist' in message
+    assert db.CONNECTION_HINT in message and "~/.pgpass" not in message

@@ -12,7 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import boto3
 import duckdb
 import pytest
 from pyiceberg.table import Table
@@ -813,8 +812,7 @@ def test_tampered_files_are_named(pg: Server, app_db: str, tmp_path: Path) -> No
 def test_s3_with_the_glue_catalog(
     pg: Server, app_db: str, s3: s3_harness.S3Endpoint, s3_target: str
 ) -> None:
-    # Glue is one per moto server: a namespace of this test's own keeps tests apart
-    namespace = s3.buckets[-1].replace("-", "_")
+    namespace = s3.namespace  # Glue is one per moto server: the s3 fixture's keeps tests apart
     settings, env = pg.settings(app_db), pg.env(app_db)
     with pg.connect(app_db, autocommit=True) as conn:
         add_early_users(conn)
@@ -837,13 +835,7 @@ def test_s3_with_the_glue_catalog(
                 assert item[role]["identifier"].startswith(f"{namespace}.")
 
         house = iceberg.open_house(lake.open_lake(s3_target), namespace=namespace)
-        glue = boto3.client(
-            "glue",
-            endpoint_url=s3.url,
-            aws_access_key_id=s3.key_id,
-            aws_secret_access_key=s3.secret,
-            region_name=s3.region,
-        )
+        glue = s3.service("glue")
         for source, item in listed.items():
             for role in ("current", "changes"):
                 name = item[role]["identifier"].split(".", 1)[1]
