@@ -137,3 +137,23 @@ def assert_exact(target: str, server: Server, dbname: str) -> list[verify_module
 
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AWS_"))}
+
+
+def assert_one_clear_line(stderr: str, *needles: str) -> str:
+    """What a refused command says: one line on stderr, `Error: ...` with each needle in it,
+    no traceback; the line."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("Error: "), stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, stderr)
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def assert_refused(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """A command refused: exit 1, and assert_one_clear_line of its stderr (nor a traceback on
+    stdout); the line."""
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stdout
+    return assert_one_clear_line(proc.stderr, *needles)

@@ -10,18 +10,9 @@ import pytest
 
 from exporter.run import PAUSE_VARIABLE
 from tests import exporter_helpers as h
-from tests.exporter_helpers import watermarks
+from tests.exporter_helpers import assert_one_clear_line, watermarks
 from tests.pg_harness import Server, free_port
 from tests.s3_harness import S3Endpoint
-
-
-def assert_one_clear_line(stderr: str, *needles: str) -> None:
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("Error: "), stderr
-    for needle in needles:
-        assert needle in lines[0], stderr
-    assert "Traceback" not in stderr
 
 
 def test_s3_endpoint_gone_mid_run(pg: Server, app_db: str, s3: S3Endpoint, s3_target: str) -> None:

@@ -7,7 +7,6 @@ import datetime as dt
 import hashlib
 import json
 import signal
-import subprocess
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -190,17 +189,6 @@ def refs_of_every_table(target: str) -> dict[str, dict[str, int]]:
         ".".join(t.name()): {name: ref.snapshot_id for name, ref in t.metadata.refs.items()}
         for t in every_table(open_tables(target))
     }
-
-
-def assert_one_error_line(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
-    """A refused command: exit 1, one line on stderr starting `Error: `, no traceback."""
-    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
@@ -640,7 +628,7 @@ def test_an_inexpressible_change_stops_the_run_before_any_commit(
         runs = conn.execute("select run_id, status from etl.export_runs order by 1").fetchall()
 
         proc = h.run_cli(env, "run", "--target", target, "--settle", "0")
-        assert_one_error_line(proc, "app.narrow_probe.c")
+        h.assert_refused(proc, "app.narrow_probe.c")
 
         assert refs_of_every_table(target) == refs
         assert watermarks(conn) == marks
@@ -716,7 +704,7 @@ def test_another_database_is_refused(
     assert any(name.endswith(".metadata.json") for name in before)
 
     proc = h.run_cli(pg.env(other), "run", "--target", str(target), "--settle", "0")
-    line = assert_one_error_line(proc, app_db)
+    line = h.assert_refused(proc, app_db)
     assert other in line
 
     assert file_hashes(target) == before
@@ -756,14 +744,14 @@ def test_corrupted_metadata_is_named(pg: Server, app_db: str, tmp_path: Path) ->
     metadata.write_text("{ this is not the metadata of any table")
 
     proc = h.run_cli(env, "verify", "--target", target)
-    line = assert_one_error_line(proc)
+    line = h.assert_refused(proc)
     assert "animedb.genres" in line or str(metadata) in line, line
     proc = h.run_cli(env, "report", "--target", target, "--output", str(tmp_path / "r.html"))
-    line = assert_one_error_line(proc)
+    line = h.assert_refused(proc)
     assert "animedb.genres" in line or str(metadata) in line, line
     assert not (tmp_path / "r.html").exists()
     proc = h.run_cli(env, "run", "--target", target, "--settle", "0")
-    line = assert_one_error_line(proc)
+    line = h.assert_refused(proc)
     assert "animedb.genres" in line or str(metadata) in line, line
 
 
@@ -799,7 +787,7 @@ def test_tampered_files_are_named(pg: Server, app_db: str, tmp_path: Path) -> No
         else:
             path.unlink()
         proc = h.run_cli(env, "verify", "--target", target)
-        line = assert_one_error_line(proc, str(path))
+        line = h.assert_refused(proc, str(path))
         if how == "missing":
             assert "missing" in line
         path.write_bytes(original)  # one damage at a time: each is named by itself
@@ -865,7 +853,7 @@ def test_a_lake_of_the_old_layout_is_refused(pg: Server, app_db: str, tmp_path: 
     before = file_hashes(target)
 
     proc = h.run_cli(pg.env(app_db), "run", "--target", str(target), "--settle", "0")
-    line = assert_one_error_line(proc, "_manifests")
+    line = h.assert_refused(proc, "_manifests")
     assert "new" in line and "target" in line
 
     assert file_hashes(target) == before

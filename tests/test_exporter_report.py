@@ -29,10 +29,7 @@ def exported(summary: RunSummary, table: str) -> int:
 
 def report_error(env: dict[str, str], target: str) -> str:
     """The report's refusal: exit 1 and exactly one line."""
-    proc = h.run_cli(env, "report", "--target", target)
-    assert proc.returncode == 1, proc.stdout
-    [line] = proc.stderr.strip().splitlines()
-    return line
+    return h.assert_refused(h.run_cli(env, "report", "--target", target))
 
 
 def test_report_of_a_lake(pg: Server, app_db: str, tmp_path: Path) -> None:
