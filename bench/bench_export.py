@@ -8,10 +8,11 @@ side by side in one run, each case in its own process (wall time and peak RSS):
 3. the same delta merged by a naive full rewrite of the current table and by dlt's Iceberg
    merge (`table_format="iceberg"`, `write_disposition="merge"`) into the same table.
 Each case runs --rounds times (default 5; each delta round a new delta on the state the last
-round left) and the tables give medians. The exporter's steps are timed by wrapping its
-functions with a clock, from outside. Every result is checked against PostgreSQL with DuckDB's
-own Iceberg reader; a wrong one is printed loudly and fails the benchmark. The tables are
-printed in Markdown and written, with every number behind them, to bench/out/.
+round left) and the tables give medians. The exporter's steps are timed through its own
+observer (Progress.step, bench/observe.py), as the CLI sees them. Every result is checked
+against PostgreSQL with DuckDB's own Iceberg reader; a wrong one is printed loudly and fails
+the benchmark. The tables are printed in Markdown and written, with every number behind them,
+to bench/out/.
 
 It runs on the project's database settings (the embedded server by default), in a scratch
 database `animedb_bench` that it builds with dbt (fixture seeds) and fills with generated tables.
@@ -22,19 +23,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import functools
 import json
-import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +39,7 @@ from psycopg import sql
 
 from animedb import REPO, db
 from animedb import dbt as dbt_runner
+from bench.observe import CHANGE_LOG_STEPS, CURRENT_STEPS, Phases, peak_mb, rss_kb
 
 OUT = REPO / "bench" / "out"
 DATABASE = "animedb_bench"
@@ -207,9 +204,10 @@ def _normal(values: list[Any]) -> list[Any]:
 
 def lake_tables(target: str) -> dict[str, Any]:
     """The exporter's two tables of the (single) exported table in a lake."""
-    from exporter import iceberg, lake
+    from exporter import catalog
+    from exporter.storage import open_storage
 
-    pairs = iceberg.pairs(iceberg.open_house(lake.open_lake(target)))
+    pairs = catalog.pairs(catalog.open_lake(open_storage(target)))
     if len(pairs) != 1:
         raise SystemExit(f"{target} holds {len(pairs)} exported tables, not 1")
     return {"current": pairs[0].current, "changes": pairs[0].changes}
@@ -278,133 +276,6 @@ def _scan(metadata_location: str) -> str:
 # --- measuring, in the child process ---------------------------------------------------------
 
 
-def _rss_kb() -> int:
-    with Path("/proc/self/statm").open() as f:
-        return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
-
-
-def peak_mb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024
-
-
-@dataclass
-class Phases:
-    """Where a run's time and memory go: named phases (innermost counts, exclusive time) and,
-    from a thread sampling RSS every few milliseconds, the highest RSS seen in each."""
-
-    seconds: dict[str, float] = field(default_factory=dict)
-    peak_kb: dict[str, int] = field(default_factory=dict)
-    stack: list[list[Any]] = field(default_factory=list)  # [name, started]
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def _charge(self, now: float) -> None:
-        if self.stack:
-            name, started = self.stack[-1]
-            self.seconds[name] = self.seconds.get(name, 0.0) + now - started
-            self.stack[-1][1] = now
-
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        if self.stack and self.stack[-1][0] == name:
-            yield
-            return
-        now = time.monotonic()
-        self._charge(now)
-        self.stack.append([name, now])
-        self._sample()
-        try:
-            yield
-        finally:
-            self._sample()
-            self._charge(time.monotonic())
-            self.stack.pop()
-            if self.stack:
-                self.stack[-1][1] = time.monotonic()
-
-    def _sample(self) -> None:
-        name = self.stack[-1][0] if self.stack else "other"
-        self.peak_kb[name] = max(self.peak_kb.get(name, 0), _rss_kb())
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.005):
-            self._sample()
-
-    def __enter__(self) -> Phases:
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def group(self, prefix: str) -> tuple[float, float]:
-        """Seconds and peak RSS (MB) of the phases whose names start with prefix."""
-        seconds = sum(s for n, s in self.seconds.items() if n.startswith(prefix))
-        peak = max((k for n, k in self.peak_kb.items() if n.startswith(prefix)), default=0)
-        return seconds, peak / 1024
-
-
-def instrument_exporter(phases: Phases) -> None:
-    """Time the exporter's steps from outside (the bench patches nothing's behaviour, only wraps
-    functions with a clock): the change log's file and commit, the current state's data file,
-    position deletes and commit; what is left of a run is `other` (bounds, catalog, protocol)."""
-    from exporter import duck, iceberg, protocol
-    from exporter import run as run_module
-
-    def wrap(owner: Any, attribute: str, name_of: Callable[..., str]) -> None:
-        original = getattr(owner, attribute)
-
-        @functools.wraps(original)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            with phases.phase(name_of(*args, **kwargs)):
-                return original(*args, **kwargs)
-
-        setattr(owner, attribute, timed)
-
-    def by_role(table: Any) -> str:
-        return "changes" if table.properties.get(iceberg.ROLE) == "changes" else "current"
-
-    def by_file(path: Any) -> str:
-        name = Path(str(path)).name
-        if name.endswith("_deletes.parquet") and "_changes_" not in name:
-            return "current: position deletes"
-        return "changes: log file" if "_changes_" in name else "current: data file"
-
-    wrap(run_module._Export, "write", lambda *a, **k: "changes: window plan")
-    wrap(duck, "copy_to_parquet", lambda con, query, destination, **k: by_file(destination))
-    wrap(run_module._Export, "_put", lambda self, staged, *a, **k: by_file(staged))
-    wrap(
-        run_module._Export,
-        "_described",
-        lambda self, table, *a, **k: f"{by_role(table)}: describe files",
-    )
-    wrap(
-        run_module._Export,
-        "_position_deletes",
-        lambda *a, **k: "current: position deletes",
-    )
-    wrap(iceberg, "commit", lambda table, *a, **k: f"{by_role(table)}: commit")
-    wrap(iceberg, "live_files", lambda *a, **k: "current: read manifests")
-    # the rest of a run, so that `other` is explained too
-    for owner, attribute, name in (
-        (iceberg, "open_house", "setup: catalog"),
-        (iceberg, "claim", "setup: catalog"),
-        (iceberg, "ensure_pair", "setup: catalog"),
-        (run_module, "_evolution", "setup: schemas"),
-        (run_module, "load_tables", "setup: protocol"),
-        (run_module, "_start_or_resume", "setup: protocol"),
-        (protocol, "connect", "setup: protocol"),
-        (protocol, "acquire_lock", "setup: protocol"),
-        (protocol, "commit_run", "setup: protocol"),
-        (duck, "connect", "setup: duckdb"),
-        (duck, "attach_postgres", "setup: duckdb"),
-    ):
-        wrap(owner, attribute, lambda *a, _name=name, **k: _name)
-
-
 def snapshot_summary(table: Any) -> dict[str, str]:
     snapshot = table.current_snapshot()
     if snapshot is None or snapshot.summary is None:
@@ -437,10 +308,9 @@ def case_export(settings: db.Settings, p: dict[str, Any]) -> dict[str, Any]:
         register_only(settings, p["table"])
         shutil.rmtree(p["target"], ignore_errors=True)
     phases = Phases()
-    instrument_exporter(phases)
     with phases:
         started = time.monotonic()
-        summary = run_export(p["target"], settings, settle=dt.timedelta(0))
+        summary = run_export(p["target"], settings, settle=dt.timedelta(0), progress=phases)
         seconds = time.monotonic() - started
     peak = peak_mb()
     tables = lake_tables(p["target"])
@@ -455,8 +325,8 @@ def case_export(settings: db.Settings, p: dict[str, Any]) -> dict[str, Any]:
         "snapshots": {role: snapshot_summary(t) for role, t in tables.items()},
         "metadata": {role: t.metadata_location for role, t in tables.items()},
     }
-    for group in ("changes", "current"):
-        result[f"{group}_seconds"], result[f"{group}_peak_mb"] = phases.group(group + ":")
+    for group, steps in (("changes", CHANGE_LOG_STEPS), ("current", CURRENT_STEPS)):
+        result[f"{group}_seconds"], result[f"{group}_peak_mb"] = phases.group(steps)
     result["other_seconds"] = seconds - result["changes_seconds"] - result["current_seconds"]
     since = p.get("since")
     problems = check_table(settings, p["table"], _scan(tables["current"].metadata_location), since)
@@ -695,7 +565,7 @@ def child(case: str, params: dict[str, Any]) -> None:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
     settings = _settings(db.resolve())
-    floor = _rss_kb() / 1024
+    floor = rss_kb() / 1024
     result = CASES[case](settings, params)
     result["floor_mb"] = floor
     print("RESULT " + json.dumps(result, default=str), flush=True)
@@ -905,11 +775,12 @@ def report(results: dict[str, Any], full_rows: int, sizes: list[int], rounds: in
 
 LEGEND = """What is measured: each case runs in a fresh process; seconds are wall time from the call
 to its return with the case's modules already imported; peak RSS is the process's high-water
-mark (ru_maxrss), taken before the result is checked. The exporter's steps are timed by wrapping
-its functions with a clock (exclusive time, innermost step counts) and a thread sampling RSS
-every 5 ms: change-log append = the log file (PostgreSQL read + Parquet) + its commit;
-current-state merge = the current-state data file + position deletes (key scan of the live
-files, delete file) + its commit; rest = bounds, catalog, DuckDB setup, watermarks. Full
+mark (ru_maxrss), taken before the result is checked. The exporter's steps are timed through its
+own step events (exclusive time, innermost step counts) and a thread sampling RSS every 5 ms:
+change-log append = the window's files (PostgreSQL read + Parquet, one copy for the current
+state) + the log's commit; current-state merge = position deletes (key scan of the live files
+that may hold a touched key, delete file) + its commit; rest = bounds, catalog, DuckDB setup,
+watermarks, maintenance. Full
 rewrite = DuckDB reads the previous current state (iceberg_scan of the exporter's table) and the
 delta (from PostgreSQL, by the cursor index) and writes the whole new table as zstd Parquet files
 (no Iceberg commit: a lower bound of a real rewrite). dlt merge = dlt 1.x, filesystem

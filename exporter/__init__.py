@@ -1,7 +1,9 @@
-"""Exporter: exact incremental copies of PostgreSQL tables into a Parquet lake (DuckDB), driven
-by the watermark table etl.watermarks; `run_export` is the plain function behind one run."""
+"""Exporter: exact incremental copies of PostgreSQL tables into a lake of Iceberg tables, driven
+by the watermark table etl.watermarks; `run_export` is the plain function behind one run, and
+`maintain` the one behind `animedb export maintain`."""
 
 from exporter.errors import ExportBusy, ExportError
-from exporter.run import RunSummary, run_export
+from exporter.progress import Progress, RunSummary
+from exporter.run import run_export
 
-__all__ = ["ExportBusy", "ExportError", "RunSummary", "run_export"]
+__all__ = ["ExportBusy", "ExportError", "Progress", "RunSummary", "run_export"]

@@ -3,6 +3,7 @@ for people (progress, tables) and for machines (--json)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import sys
@@ -11,26 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import click
+import rich.progress
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Column, Table
 
 from animedb import cli as conventions
 from animedb import db
-from exporter import iceberg, lake, protocol
+from exporter import catalog, maintenance, protocol, snapshots
 from exporter.errors import ExportError
+from exporter.maintenance import MaintenanceSettings, maintain_target
+from exporter.progress import MaintenanceResult, Progress, RunSummary, TableResult
 from exporter.report import write_report
-from exporter.run import DEFAULT_SETTLE, RunSummary, TableResult, run_export
-from exporter.run import Progress as RunProgress
+from exporter.run import DEFAULT_SETTLE, run_export
 from exporter.status import status as read_status
+from exporter.storage import open_storage, storage_errors
 from exporter.verify import TableCheck
 from exporter.verify import verify as run_verify
 
@@ -48,14 +43,14 @@ err = console(stderr=True)
 out = console()
 
 
-class _Bars(RunProgress):
+class _Bars(Progress):
     """A bar per table while it exports: rows copied (from PostgreSQL's COPY progress)."""
 
     wants_rows = True
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: rich.progress.Progress) -> None:
         self.progress = progress
-        self.tasks: dict[str, TaskID] = {}
+        self.tasks: dict[str, rich.progress.TaskID] = {}
 
     def table_started(self, table: str, estimated_rows: int | None) -> None:
         self.tasks[table] = self.progress.add_task(table, total=estimated_rows)
@@ -100,13 +95,13 @@ def lake_options(command: Any) -> Any:
     command = click.option(
         "--namespace",
         default=None,
-        help=f"Namespace of the tables [env {iceberg.NAMESPACE_VARIABLE}; default animedb].",
+        help=f"Namespace of the tables [env {catalog.NAMESPACE_VARIABLE}; default animedb].",
     )(command)
     return click.option(
         "--catalog",
         default=None,
         help=(
-            f"pyiceberg catalog name [env {iceberg.CATALOG_VARIABLE}; default animedb]: configured"
+            f"pyiceberg catalog name [env {catalog.CATALOG_VARIABLE}; default animedb]: configured"
             " in .pyiceberg.yaml or PYICEBERG_CATALOG__<NAME>__*; when it is not, a folder gets"
             " a SQLite catalog inside it and s3:// the Glue Data Catalog."
         ),
@@ -149,13 +144,13 @@ def run(
             summary = run_export(target, settle=wait, catalog=catalog, namespace=namespace)
         else:
             columns = (
-                SpinnerColumn(),
-                TextColumn("{task.description:<30}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
+                rich.progress.SpinnerColumn(),
+                rich.progress.TextColumn("{task.description:<30}"),
+                rich.progress.BarColumn(),
+                rich.progress.MofNCompleteColumn(),
+                rich.progress.TimeElapsedColumn(),
             )
-            with Progress(*columns, console=err, transient=False) as bars:
+            with rich.progress.Progress(*columns, console=err, transient=False) as bars:
                 summary = run_export(
                     target,
                     settle=wait,
@@ -309,49 +304,74 @@ def verify(
 @main.command()
 @target_option
 @lake_options
+@click.option(
+    "--run",
+    "run_id",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The tables as of this run: each one's snapshot then (time travel).",
+)
 @conventions.json_option("Print the list as JSON.")
-def tables(target: str, catalog: str | None, namespace: str | None, as_json: bool) -> None:
+def tables(
+    target: str, catalog: str | None, namespace: str | None, run_id: int | None, as_json: bool
+) -> None:
     """List the lake's Iceberg tables and their metadata locations.
 
     For every exported source table, the identifiers and current metadata locations of its
     two Iceberg tables (current state, change log): what another engine needs to read them.
+    With --run N, also each table's snapshot as of run N, for a time-travel read; a run older
+    than the lake keeps is refused in one line.
 
-    Example: animedb export tables --target ./lake --json
+    Example: animedb export tables --target ./lake --run 42 --json
     """
     try:
-        listed = _listed(target, catalog, namespace)
+        listed = _listed(target, catalog, namespace, run_id)
     except ExportError as exc:
         raise _fail(exc) from exc
     if as_json:
         conventions.echo_json(listed)
         return
-    table = Table("source", "current state", "change log", "metadata (current state)")
+    headers = ["source", "current state", "change log", "metadata (current state)"]
+    if run_id is not None:
+        headers += [f"snapshot at run {run_id}", "change log snapshot"]
+    table = Table(_name_column((i["source"] for i in listed), "source"), *headers[1:])
     for item in listed:
-        table.add_row(
+        row = [
             item["source"],
             item["current"]["identifier"],
             item["changes"]["identifier"],
             item["current"]["metadata_location"],
-        )
+        ]
+        if run_id is not None:
+            row += [str(item["current"]["snapshot_id"]), str(item["changes"]["snapshot_id"])]
+        table.add_row(*row)
     out.print(table)
 
 
-def _listed(target: str, catalog: str | None, namespace: str | None) -> list[dict[str, Any]]:
-    with lake.storage_errors(target):
-        house = iceberg.open_house(lake.open_lake(target), catalog, namespace)
-        return [
-            {
-                "source": p.source,
-                "current": {
-                    "identifier": ".".join(p.current.name()),
-                    "metadata_location": p.current.metadata_location,
-                },
-                "changes": {
-                    "identifier": ".".join(p.changes.name()),
-                    "metadata_location": p.changes.metadata_location,
-                },
+def _listed(
+    target: str, catalog_name: str | None, namespace: str | None, run_id: int | None
+) -> list[dict[str, Any]]:
+    with storage_errors(target):
+        lake = catalog.open_lake(open_storage(target), catalog_name, namespace)
+        pairs = catalog.pairs(lake)
+        as_of = {}
+        if run_id is not None:
+            as_of = snapshots.lake_as_of([t for p in pairs for t in p.tables], run_id)
+
+        def entry(table: Any) -> dict[str, Any]:
+            name = catalog.table_name(table)
+            found: dict[str, Any] = {
+                "identifier": name,
+                "metadata_location": table.metadata_location,
             }
-            for p in iceberg.pairs(house)
+            if run_id is not None:
+                snapshot = as_of.get(name)
+                found["snapshot_id"] = snapshot.snapshot_id if snapshot is not None else None
+            return found
+
+        return [
+            {"source": p.source, "current": entry(p.current), "changes": entry(p.changes)}
+            for p in pairs
         ]
 
 
@@ -448,9 +468,9 @@ def abandon(run_id: int, quiet: bool, as_json: bool) -> None:
             run = protocol.pending_run(conn)
             if run is None or run.run_id != run_id:
                 raise click.ClickException(f"run {run_id} is not pending: nothing to abandon")
-            house = iceberg.open_key(run.target)
-            with lake.storage_errors(house.lake.uri):
-                removed = iceberg.remove_run_files(house, run_id)
+            lake = catalog.open_key(run.target)
+            with storage_errors(lake.uri):
+                removed = maintenance.remove_run_files(lake, run)
             protocol.abandon_run(conn, run_id)
     except (ExportError, db.DatabaseUnavailable) as exc:
         raise _fail(exc) from exc
@@ -460,3 +480,118 @@ def abandon(run_id: int, quiet: bool, as_json: bool) -> None:
         click.echo(
             f"run {run_id} abandoned ({removed} files removed); its windows go with the next run"
         )
+
+
+def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return maintenance.parse_duration(value, param.opts[0])
+    except ExportError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1], param=param) from exc
+
+
+@main.command()
+@target_option
+@lake_options
+@click.option(
+    "--retention",
+    callback=_duration,
+    default=None,
+    help=(
+        f"How long snapshots and run tags stay readable, e.g. 7d or 12h "
+        f"[env {maintenance.RETENTION_VARIABLE}; default 7d]."
+    ),
+)
+@click.option(
+    "--orphan-age",
+    callback=_duration,
+    default=None,
+    help=(
+        "How old a file no snapshot references must be to be deleted (younger ones may be"
+        f" writes in flight) [env {maintenance.ORPHAN_AGE_VARIABLE}; default 3d]."
+    ),
+)
+@click.option(
+    "--target-file-mb",
+    type=click.IntRange(1, 65536),
+    default=None,
+    help=f"Size compaction writes files to [env {maintenance.TARGET_FILE_VARIABLE}; default 128].",
+)
+@click.option("--dry-run", is_flag=True, help="Change nothing; list what would be deleted.")
+@conventions.quiet_option("No table: errors only.")
+@conventions.json_option("Print what maintenance did (or would do) as JSON.")
+def maintain(
+    target: str,
+    catalog: str | None,
+    namespace: str | None,
+    retention: dt.timedelta | None,
+    orphan_age: dt.timedelta | None,
+    target_file_mb: int | None,
+    dry_run: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Compact, expire and sweep every table of the lake, now.
+
+    Each run already does its share (the tables it changed, then others in turn, within
+    ANIMEDB_LAKE_MAINTENANCE_SECONDS); this does all of it at once: change logs' small files
+    compacted per day, current states rewritten without deleted rows, snapshots and run tags
+    older than the retention expired, and files no snapshot or pending run needs, older than
+    the orphan age, deleted. Safe beside runs and other engines' maintenance.
+
+    Example: animedb export maintain --target ./lake --dry-run
+    """
+    try:
+        config = MaintenanceSettings.from_environment()
+        changes: dict[str, Any] = {}
+        if retention is not None:
+            changes["retention"] = retention
+        if orphan_age is not None:
+            changes["orphan_age"] = orphan_age
+        if target_file_mb is not None:
+            changes["target_file_bytes"] = target_file_mb * 1024 * 1024
+        config = dataclasses.replace(config, **changes)
+        progress = Progress() if quiet or as_json else _Messages()
+        result = maintain_target(
+            target,
+            catalog_name=catalog,
+            namespace=namespace,
+            config=config,
+            dry_run=dry_run,
+            progress=progress,
+        )
+    except (ExportError, db.DatabaseUnavailable) as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        conventions.echo_json({"dry_run": dry_run, **result.to_json()})
+    elif not quiet:
+        out.print(maintenance_table(result, dry_run=dry_run))
+        for location in result.would_remove:
+            out.print(location, soft_wrap=True, highlight=False)
+        for line in result.skipped:
+            out.print(f"[yellow]{line}[/yellow]")
+
+
+class _Messages(Progress):
+    """Maintenance's messages, one line each, on stderr."""
+
+    def message(self, text: str) -> None:
+        err.print(text, soft_wrap=True, highlight=False)
+
+
+def maintenance_table(result: MaintenanceResult, *, dry_run: bool = False) -> Table:
+    """What maintenance did (or, in a dry run, would do), in one table."""
+    verb = "would " if dry_run else ""
+    table = Table("", "", title=f"maintenance ({'dry run' if dry_run else 'done'})")
+    rows = (
+        ("tables", f"{result.tables:,}"),
+        (f"files {verb}rewritten", f"{result.rewritten_files:,} → {result.written_files:,}"),
+        (f"snapshots {verb}expired", f"{result.expired_snapshots:,}"),
+        (f"run tags {verb}expired", f"{result.expired_tags:,}"),
+        (f"files {verb}deleted", f"{result.removed_files:,} ({result.removed_bytes:,} bytes)"),
+        ("seconds", f"{result.seconds:.2f}"),
+    )
+    for name, value in rows:
+        table.add_row(name, value)
+    return table

@@ -19,7 +19,7 @@ import duckdb
 
 from animedb import db
 from exporter.errors import ExportError, first_line
-from exporter.lake import S3Access
+from exporter.storage import S3Access
 
 READER_APPLICATION = "animedb-exporter-reader"
 
@@ -76,6 +76,16 @@ def load_iceberg(con: duckdb.DuckDBPyConnection) -> None:
 
     con.execute(f"LOAD {quote(str(extension_file(duckdb_extension_avro, 'avro')))}")
     con.execute(f"LOAD {quote(str(extension_file(duckdb_extension_iceberg, 'iceberg')))}")
+
+
+def explain(exc: duckdb.Error, target: str) -> str:
+    """One line for a DuckDB failure while it read or wrote the lake at `target`."""
+    hint = (
+        " (check the S3 endpoint, AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, and the network)"
+        if target.startswith("s3://")
+        else ""
+    )
+    return f"DuckDB could not read or write the lake at {target}: {first_line(exc)}{hint}"
 
 
 def _session_settings(con: duckdb.DuckDBPyConnection) -> None:

@@ -24,8 +24,10 @@ from exporter.errors import ExportBusy, ExportError, first_line
 from exporter.tables import ExportedTable
 
 APPLICATION = "animedb-exporter"
-# pg_try_advisory_lock key: the exporter's own, shared by every process and Lambda
+# pg_try_advisory_lock keys: the exporter's own, shared by every process and Lambda, and the
+# lake maintenance's (a run maintains the lake only when no `maintain` holds it)
 LOCK_KEY = 0x616E696D65646201  # "animedb" + 1
+MAINTENANCE_LOCK_KEY = 0x616E696D65646202
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # where modified watermarks start (etl schema)
 WRITE_LOCKS = ("RowExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
 
@@ -134,26 +136,36 @@ def connect(settings: db.Settings, purpose: str = "") -> psycopg.Connection[Tupl
         raise ExportError(str(exc)) from exc
 
 
-def acquire_lock(conn: psycopg.Connection[TupleRow]) -> None:
-    """The session lock that keeps exporters one at a time; a second one is told who runs."""
-    row = conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
-    if row and row[0]:
+def try_lock(conn: psycopg.Connection[TupleRow], key: int) -> bool:
+    """Take a session advisory lock if it is free."""
+    row = conn.execute("select pg_try_advisory_lock(%s)", (key,)).fetchone()
+    return bool(row and row[0])
+
+
+def unlock(conn: psycopg.Connection[TupleRow], key: int) -> None:
+    conn.execute("select pg_advisory_unlock(%s)", (key,))
+
+
+def acquire_lock(
+    conn: psycopg.Connection[TupleRow], key: int = LOCK_KEY, what: str = "exporter"
+) -> None:
+    """The session lock that keeps exporters (or maintainers) one at a time; a second one is
+    told who runs."""
+    if try_lock(conn, key):
         return
     holder = conn.execute(
         "select a.pid, a.application_name, a.backend_start from pg_locks l"
         " join pg_stat_activity a on a.pid = l.pid"
         " where l.locktype = 'advisory' and l.granted"
         "   and l.classid = (%s >> 32)::oid and l.objid = (%s & 4294967295)::oid",
-        (LOCK_KEY, LOCK_KEY),
+        (key, key),
     ).fetchone()
     who = ""
     if holder:
         # another user's session shows its name but not its start (pg_read_all_stats would)
         since = f", since {holder[2]:%Y-%m-%d %H:%M:%S}" if holder[2] is not None else ""
         who = f" (pid {holder[0]}, {holder[1] or 'no name'}{since})"
-    raise ExportBusy(
-        f"another exporter is running{who}: only one runs at a time, so this one stops"
-    )
+    raise ExportBusy(f"another {what} is running{who}: only one runs at a time, so this one stops")
 
 
 # etl.oldest_open_transaction() (macros/etl_schema.sql) reads pg_stat_activity for the exporter,
@@ -274,9 +286,14 @@ def record_pending_run(
     return PendingRun(int(row[0]), target, row[1], bounds.bound_time, windows)
 
 
-def commit_run(conn: psycopg.Connection[TupleRow], run: PendingRun, rows: dict[str, int]) -> None:
-    """Step 4: advance the target's watermarks (never backwards) and mark the run committed,
-    at once."""
+def commit_run(
+    conn: psycopg.Connection[TupleRow],
+    run: PendingRun,
+    rows: dict[str, int],
+    signatures: dict[str, str],
+) -> None:
+    """Step 4: advance the target's watermarks (never backwards), record the columns of the
+    tables the run committed (`signatures`), and mark the run committed, at once."""
     with conn.transaction():
         for name, window in run.windows.items():
             if window.deferred is not None:
@@ -285,14 +302,23 @@ def commit_run(conn: psycopg.Connection[TupleRow], run: PendingRun, rows: dict[s
             max_modified = window.hi if window.load_type == "modified" else EPOCH
             conn.execute(
                 "insert into etl.watermarks as w (target, table_name, max_id, max_modified,"
-                " last_run_id, last_export_at, rows_exported)"
-                " values (%s, %s, %s, %s, %s, now(), %s)"
+                " last_run_id, last_export_at, rows_exported, source_columns)"
+                " values (%s, %s, %s, %s, %s, now(), %s, %s)"
                 " on conflict (target, table_name) do update set"
                 " max_id = greatest(w.max_id, excluded.max_id),"
                 " max_modified = greatest(w.max_modified, excluded.max_modified),"
                 " last_run_id = excluded.last_run_id, last_export_at = excluded.last_export_at,"
-                " rows_exported = w.rows_exported + excluded.rows_exported",
-                (run.target, name, max_id, max_modified, run.run_id, rows.get(name, 0)),
+                " rows_exported = w.rows_exported + excluded.rows_exported,"
+                " source_columns = coalesce(excluded.source_columns, w.source_columns)",
+                (
+                    run.target,
+                    name,
+                    max_id,
+                    max_modified,
+                    run.run_id,
+                    rows.get(name, 0),
+                    signatures.get(name),
+                ),
             )
         updated = conn.execute(
             "update etl.export_runs set status = 'committed', committed_at = now(),"
@@ -386,3 +412,22 @@ def record_chunk(conn: psycopg.Connection[TupleRow], run_id: int, chunk: Chunk) 
             chunk.rows,
         ),
     )
+
+
+def record_files(conn: psycopg.Connection[TupleRow], target: str, files: list[Any]) -> None:
+    """Files put in the lake outside a run's chunks (position deletes, rewrites), with their
+    size and SHA-256 (`datafiles.Written`), before a commit references them."""
+    with conn.transaction():
+        for w in files:
+            conn.execute(
+                "insert into etl.lake_files (location, target, bytes, sha256) values"
+                " (%s, %s, %s, %s) on conflict (location) do update set"
+                " bytes = excluded.bytes, sha256 = excluded.sha256, recorded_at = now()",
+                (w.location, target, w.bytes, w.sha256),
+            )
+
+
+def forget_files(conn: psycopg.Connection[TupleRow], locations: list[str]) -> None:
+    """The records of files that are gone from the lake."""
+    if locations:
+        conn.execute("delete from etl.lake_files where location = any(%s)", (locations,))

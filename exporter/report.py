@@ -35,8 +35,9 @@ from pyiceberg.table.snapshots import Snapshot
 
 from animedb.files import atomic_write
 from animedb.vocabulary import WRITTEN_TABLES
-from exporter import duck, iceberg, lake
+from exporter import catalog, duck, layout, live, snapshots
 from exporter.errors import ExportError, first_line
+from exporter.storage import Storage, open_storage, storage_errors
 from exporter.tables import TOMBSTONES
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
@@ -71,34 +72,34 @@ def _summary(snapshot: Snapshot | None) -> dict[str, str]:
 def _own_snapshot(table: Table, run: int) -> dict[str, str] | None:
     """The summary of the snapshot the run made in the table; None when the run left the
     table unchanged (its tag then marks an earlier run's snapshot)."""
-    snapshot = iceberg.run_snapshot(table, run)
+    snapshot = snapshots.run_snapshot(table, run)
     summary = _summary(snapshot)
-    return summary if summary.get(iceberg.RUN_ID) == str(run) else None
+    return summary if summary.get(layout.RUN_ID) == str(run) else None
 
 
-def _runs_and_rows(pairs: list[iceberg.Pair], facts: LakeFacts) -> None:
+def _runs_and_rows(pairs: list[catalog.Pair], facts: LakeFacts) -> None:
     """Runs, rows per table per run, bytes, and each run's lag: the latest commit among the
-    snapshots it made, less its bound."""
-    runs: set[int] = set()
+    snapshots it made, less its bound. A run shows when it changed some table; a table it did
+    not change has no snapshot of it (0 rows)."""
     committed_ms: dict[int, int] = {}
     bounds: dict[int, dt.datetime] = {}
+    tagged = {pair.source: snapshots.tagged_runs(pair.changes) for pair in pairs}
+    runs = {run for found in tagged.values() for run in found}
     for pair in pairs:
-        tagged = iceberg.tagged_runs(pair.changes)
-        runs.update(tagged)
         rows = facts.rows.setdefault(pair.source, {})
-        for run in tagged:
-            summary = _own_snapshot(pair.changes, run)
+        for run in sorted(runs):
+            summary = _own_snapshot(pair.changes, run) if run in tagged[pair.source] else None
             rows[run] = int(summary.get("added-records", 0)) if summary else 0
         for table in (pair.changes, pair.current):
             facts.bytes_total += int(_summary(table.current_snapshot()).get("total-files-size", 0))
             for snapshot in table.snapshots():
                 summary = _summary(snapshot)
-                if not summary.get(iceberg.RUN_ID, "").isdigit():
+                if not summary.get(layout.RUN_ID, "").isdigit():
                     continue
-                run = int(summary[iceberg.RUN_ID])
+                run = int(summary[layout.RUN_ID])
                 committed_ms[run] = max(committed_ms.get(run, 0), snapshot.timestamp_ms)
-                if iceberg.BOUND_TIME in summary:
-                    bounds[run] = dt.datetime.fromisoformat(summary[iceberg.BOUND_TIME])
+                if layout.BOUND_TIME in summary:
+                    bounds[run] = dt.datetime.fromisoformat(summary[layout.BOUND_TIME])
     facts.runs = sorted(runs)
     for run in facts.runs:
         if run in committed_ms and run in bounds:
@@ -107,11 +108,11 @@ def _runs_and_rows(pairs: list[iceberg.Pair], facts: LakeFacts) -> None:
 
 
 def _rows_of(
-    con: duckdb.DuckDBPyConnection, target: lake.Lake, table: Table, select: str, name: str
+    con: duckdb.DuckDBPyConnection, target: Storage, table: Table, select: str, name: str
 ) -> None:
     """verify's reader of a table's current rows, its failures in one line naming the file."""
-    try:  # a damaged manifest list is named by iceberg.live_files
-        iceberg.current_rows(con, target, table, select, name)
+    try:  # a damaged manifest list is named by live.live_files
+        live.current_rows(con, target, table, select, name)
     except duckdb.Error as exc:
         raise ExportError(
             f"cannot read the data files of table {_name(table)}: {first_line(exc)}"
@@ -119,16 +120,16 @@ def _rows_of(
 
 
 def _activity(
-    con: duckdb.DuckDBPyConnection, target: lake.Lake, pair: iceberg.Pair, facts: LakeFacts
+    con: duckdb.DuckDBPyConnection, target: Storage, pair: catalog.Pair, facts: LakeFacts
 ) -> None:
     """A table's row versions per run, by kind: an insert is the first version of its key,
     an update a version of a key an earlier run had, a delete a `_deleted` row."""
-    key = pair.changes.properties[iceberg.KEY_COLUMN]
+    key = pair.changes.properties[layout.KEY_COLUMN]
     _rows_of(
         con,
         target,
         pair.changes,
-        f'"{key}" as k, {iceberg.RUN_COLUMN} as run, {iceberg.DELETED_COLUMN} as deleted',
+        f'"{key}" as k, {layout.RUN_COLUMN} as run, {layout.DELETED_COLUMN} as deleted',
         "versions",
     )
     counts = con.execute(
@@ -149,8 +150,8 @@ def _activity(
 
 def _latest_state(
     con: duckdb.DuckDBPyConnection,
-    target: lake.Lake,
-    by_source: dict[str, iceberg.Pair],
+    target: Storage,
+    by_source: dict[str, catalog.Pair],
     facts: LakeFacts,
 ) -> None:
     """Wishlist statuses (the most held first) and rating scores (in order, unscored left out)
@@ -165,7 +166,7 @@ def _latest_state(
 
 def _tally(
     con: duckdb.DuckDBPyConnection,
-    target: lake.Lake,
+    target: Storage,
     table: Table,
     column: str,
     order: str,
@@ -183,19 +184,21 @@ def _tally(
     return [(value, int(n)) for value, n in rows]
 
 
-def _no_runs(target: lake.Lake) -> ExportError:
+def _no_runs(target: Storage) -> ExportError:
     return ExportError(f"{target.uri} holds no committed run yet: export to it first")
 
 
-def collect(target_uri: str, catalog: str | None = None, namespace: str | None = None) -> LakeFacts:
+def collect(
+    target_uri: str, catalog_name: str | None = None, namespace: str | None = None
+) -> LakeFacts:
     """The facts the page shows, from the lake's Iceberg tables alone."""
-    target = lake.open_lake(target_uri)
+    target = open_storage(target_uri)
     if not target.is_s3 and not Path(target.uri).is_dir():
         raise _no_runs(target)
     target.refuse_old_layout("which the report does not read")
-    house = iceberg.open_house(target, catalog, namespace)
-    pairs = iceberg.pairs(house)
-    facts = LakeFacts(target.uri, house.catalog_name, house.namespace)
+    lake = catalog.open_lake(target, catalog_name, namespace)
+    pairs = catalog.pairs(lake)
+    facts = LakeFacts(target.uri, lake.catalog_name, lake.namespace)
     _runs_and_rows(pairs, facts)
     if not facts.runs:
         raise _no_runs(target)
@@ -442,7 +445,7 @@ def write_report(
 ) -> Path:
     """Collect the lake's facts and write the page, atomically; returns its path. AWS
     failures (S3, Glue) raise ExportError with one line, as every other failure does."""
-    with lake.storage_errors(target):
+    with storage_errors(target):
         page = render(collect(target, catalog, namespace))
     try:
         atomic_write(output, page.encode("utf-8"))

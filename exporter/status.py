@@ -11,7 +11,8 @@ from typing import Any
 from psycopg import sql
 
 from animedb import db
-from exporter import iceberg, lake, protocol
+from exporter import catalog, layout, protocol
+from exporter.storage import open_storage, storage_errors
 from exporter.tables import load_tables, targets
 
 
@@ -49,18 +50,18 @@ def _age(delta: dt.timedelta) -> str:
     return f"{seconds // 3600} h"
 
 
-def _lake_facts(house: iceberg.House | None) -> dict[str, tuple[int, int | None]]:
+def _lake_facts(lake: catalog.Lake | None) -> dict[str, tuple[int, int | None]]:
     """Source table -> (rows, run) of its current-state table's current snapshot."""
-    if house is None:
+    if lake is None:
         return {}
     facts = {}
-    for pair in iceberg.pairs(house):
+    for pair in catalog.pairs(lake):
         snapshot = pair.current.current_snapshot()
         if snapshot is None or snapshot.summary is None:
             continue
         summary = snapshot.summary.additional_properties
         rows = int(summary.get("total-records", 0)) - int(summary.get("total-position-deletes", 0))
-        run = summary.get(iceberg.RUN_ID)
+        run = summary.get(layout.RUN_ID)
         facts[pair.source] = (rows, int(run) if run else None)
     return facts
 
@@ -75,28 +76,28 @@ def status(
     """A target's status; without one, that of the target the last run exported to. AWS
     failures (S3, Glue) raise ExportError with one line, as every other failure does."""
     settings = db.resolve() if settings is None else settings
-    with lake.storage_errors(target or "the lake"):
+    with storage_errors(target or "the lake"):
         return _status(settings, target, catalog, namespace)
 
 
 def _status(
-    settings: db.Settings, target: str | None, catalog: str | None, namespace: str | None
+    settings: db.Settings, target: str | None, catalog_name: str | None, namespace: str | None
 ) -> Status:
-    house = None
+    lake = None
     if target is not None:
-        house = iceberg.open_house(lake.open_lake(target), catalog, namespace)
+        lake = catalog.open_lake(open_storage(target), catalog_name, namespace)
     conn = protocol.connect(settings, "status")
     with conn:
         known = targets(conn)
-        if house is not None:
-            key = house.key
+        if lake is not None:
+            key = lake.key
         elif known:
             key = known[-1]
-            house = iceberg.open_key(key, catalog)
+            lake = catalog.open_key(key, catalog_name)
         else:
             key = ""
         result = Status(target=key or None)
-        facts = _lake_facts(house)
+        facts = _lake_facts(lake)
         now_row = conn.execute("select now()").fetchone()
         assert now_row is not None
         now: dt.datetime = now_row[0]

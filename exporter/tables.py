@@ -5,6 +5,7 @@ does not name a real table and columns is refused."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ class ExportedTable:
     last_export_at: dt.datetime | None
     rows_exported: int
     columns: tuple[str, ...]
+    signature: str  # the columns with their types, as etl.watermarks.source_columns keeps them
+    recorded_signature: str | None  # what the target's last commit of the table recorded
 
     @property
     def lake_name(self) -> str:
@@ -101,7 +104,7 @@ def load_tables(conn: psycopg.Connection[TupleRow], target: str) -> list[Exporte
         rows = conn.execute(
             "select e.table_name, e.load_type, e.key_column, e.cursor_column,"
             " coalesce(w.max_id, 0), coalesce(w.max_modified, '1970-01-01 00:00:00+00'),"
-            " w.last_run_id, w.last_export_at, coalesce(w.rows_exported, 0)"
+            " w.last_run_id, w.last_export_at, coalesce(w.rows_exported, 0), w.source_columns"
             " from etl.exported_tables e"
             " left join etl.watermarks w on w.table_name = e.table_name and w.target = %s"
             " order by e.table_name",
@@ -112,7 +115,18 @@ def load_tables(conn: psycopg.Connection[TupleRow], target: str) -> list[Exporte
             "etl.exported_tables does not exist: build the database first (animedb dbt build)"
         ) from exc
     tables = []
-    for name, load_type, key, cursor, max_id, max_modified, last_run, last_at, exported in rows:
+    for (
+        name,
+        load_type,
+        key,
+        cursor,
+        max_id,
+        max_modified,
+        last_run,
+        last_at,
+        exported,
+        recorded,
+    ) in rows:
         schema, relname = _split(str(name))
         columns = _columns(conn, schema, relname)
         if not columns:
@@ -159,6 +173,8 @@ def load_tables(conn: psycopg.Connection[TupleRow], target: str) -> list[Exporte
                 last_export_at=last_at,
                 rows_exported=int(exported),
                 columns=tuple(columns),
+                signature=json.dumps([[c, t, m] for c, (t, m) in columns.items()]),
+                recorded_signature=recorded,
             )
         )
     names = Counter(n for t in tables for n in (t.lake_name, t.lake_name + "_changes"))

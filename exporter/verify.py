@@ -15,11 +15,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import duckdb
+import psycopg
+from psycopg.rows import TupleRow
+from pyiceberg.table import Table
 
 from animedb import db
-from exporter import duck, iceberg, lake, protocol
+from exporter import catalog, duck, layout, live, protocol
 from exporter.errors import ExportError, first_line
 from exporter.protocol import APPLICATION
+from exporter.storage import Storage, open_storage, storage_errors
 from exporter.tables import TOMBSTONES, ExportedTable, load_tables
 
 
@@ -51,18 +55,37 @@ def _scalar(con: duckdb.DuckDBPyConnection, query: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def recorded_checksums(conn: psycopg.Connection[TupleRow], locations: list[str]) -> dict[str, str]:
+    """The SHA-256 the exporter recorded for each of these files it wrote: a run's chunks in
+    etl.export_chunks (looked up by the runs their folders name), everything else (position
+    deletes, rewrites) in etl.lake_files. Locations are parameters, never SQL."""
+    runs = sorted({r for r in map(layout.run_of_location, locations) if r is not None})
+    rows = conn.execute(
+        "select f.value->>'location', f.value->>'sha256' from etl.export_chunks c"
+        " cross join lateral jsonb_each(c.files) as f"
+        " where c.run_id = any(%s) and f.value->>'location' = any(%s)"
+        " union all"
+        " select location, sha256 from etl.lake_files where location = any(%s)",
+        (runs, locations, locations),
+    ).fetchall()
+    return {str(location): str(digest) for location, digest in rows}
+
+
 def check_files(
-    con: duckdb.DuckDBPyConnection, target: lake.Lake, table: Any, files: iceberg.LiveFiles
+    con: duckdb.DuckDBPyConnection,
+    storage: Storage,
+    table: Table,
+    files: live.LiveFiles,
+    recorded: dict[str, str],
 ) -> int:
     """Every file the table's current snapshot references (`files`, its live files): present,
-    of the recorded size and row count and, where the exporter recorded one, SHA-256. Raises
-    naming the first bad one."""
-    recorded = iceberg.checksums(table)
-    name = ".".join(table.name())
+    of the recorded size and row count and, where the exporter recorded one (`recorded`), of
+    that SHA-256. Raises naming the first bad one."""
+    name = catalog.table_name(table)
     for f in files.data + files.deletes:
-        where = target.reader_path(f.file_path)
+        where = storage.reader_path(f.file_path)
         kind = "data" if f in files.data else "delete"
-        size = target.size_of(f.file_path)
+        size = storage.size_of(f.file_path)
         if size is None:
             raise ExportError(f"{kind} file {where} of table {name} is missing")
         if size != f.file_size_in_bytes:
@@ -71,7 +94,7 @@ def check_files(
                 f"{f.file_size_in_bytes} its metadata records: it was changed after the export"
             )
         digest = recorded.get(f.file_path)
-        if digest and not target.has_file(f.file_path, size, digest):
+        if digest and not storage.has_file(f.file_path, size, digest):
             raise ExportError(
                 f"{kind} file {where} of table {name} does not have the SHA-256 its run "
                 "recorded: it was changed after the export"
@@ -93,18 +116,19 @@ def latest_from_log(source: str, key: str, cursor: str) -> str:
     (the change log's columns), the newest version of each key, by run and then by cursor,
     and no key that was ever deleted (keys are never reused)."""
     return (
-        f"select * from {source} where not {iceberg.DELETED_COLUMN}"
-        f' and "{key}" not in (select "{key}" from {source} where {iceberg.DELETED_COLUMN})'
+        f"select * from {source} where not {layout.DELETED_COLUMN}"
+        f' and "{key}" not in (select "{key}" from {source} where {layout.DELETED_COLUMN})'
         f' qualify row_number() over (partition by "{key}" order by'
-        f' {iceberg.RUN_COLUMN} desc, "{cursor}" desc) = 1'
+        f' {layout.RUN_COLUMN} desc, "{cursor}" desc) = 1'
     )
 
 
 def _check_table(
     con: duckdb.DuckDBPyConnection,
-    target: lake.Lake,
+    conn: psycopg.Connection[TupleRow],
+    storage: Storage,
     table: ExportedTable,
-    pair: iceberg.Pair | None,
+    pair: catalog.Pair | None,
     tombstone_watermark: int,
 ) -> TableCheck:
     check = TableCheck(table.name)
@@ -125,21 +149,22 @@ def _check_table(
     con.execute(
         f"create or replace temp table pending as select {key}::bigint as k from {source}"
         f" where {beyond}"
-        f" union select key_value from pg.etl.tombstones where table_name = '{table.name}'"
-        f" and tombstone_id > {tombstone_watermark}"
+        " union select key_value from pg.etl.tombstones"
+        f" where table_name = {duck.quote(table.name)} and tombstone_id > {tombstone_watermark}"
     )
     if pair is None:
         con.execute("create or replace temp table lake_rows (k bigint, h ubigint)")
         con.execute("create or replace temp table log_rows (k bigint, h ubigint)")
     else:
-        current = iceberg.live_files(pair.current)
-        check.files = check_files(con, target, pair.current, current)
-        changes = iceberg.live_files(pair.changes)
-        check.files += check_files(con, target, pair.changes, changes)
-        iceberg.current_rows(
-            con, target, pair.current, f"{key}::bigint as k, {row_hash} as h", "lake_rows", current
+        current = live.live_files(pair.current)
+        changes = live.live_files(pair.changes)
+        recorded = recorded_checksums(conn, [f.file_path for f in current.all + changes.all])
+        check.files = check_files(con, storage, pair.current, current, recorded)
+        check.files += check_files(con, storage, pair.changes, changes, recorded)
+        live.current_rows(
+            con, storage, pair.current, f"{key}::bigint as k, {row_hash} as h", "lake_rows", current
         )
-        iceberg.current_rows(con, target, pair.changes, "*", "log_versions", changes)
+        live.current_rows(con, storage, pair.changes, "*", "log_versions", changes)
         con.execute(
             "create or replace temp table log_rows as select"
             f" {key}::bigint as k, {row_hash} as h from"
@@ -147,7 +172,7 @@ def _check_table(
         )
         check.duplicates = _scalar(
             con,
-            f"select count(*) from (select {key}, {iceberg.RUN_COLUMN}, {iceberg.DELETED_COLUMN}"
+            f"select count(*) from (select {key}, {layout.RUN_COLUMN}, {layout.DELETED_COLUMN}"
             " from log_versions group by all having count(*) > 1)",
         )
     check.duplicates += _scalar(
@@ -191,31 +216,29 @@ def verify(
 ) -> list[TableCheck]:
     """Compare the lake at `target` with PostgreSQL; one TableCheck per exported table."""
     settings = db.resolve() if settings is None else settings
-    destination = lake.open_lake(target)
-    with lake.storage_errors(destination.uri):
-        return _verify(destination, settings, catalog, namespace)
+    storage = open_storage(target)
+    with storage_errors(storage.uri):
+        return _verify(storage, settings, catalog, namespace)
 
 
 def _verify(
-    destination: lake.Lake, settings: db.Settings, catalog: str | None, namespace: str | None
+    storage: Storage, settings: db.Settings, catalog_name: str | None, namespace: str | None
 ) -> list[TableCheck]:
-    house = iceberg.open_house(destination, catalog, namespace)
-    pairs = {p.source: p for p in iceberg.pairs(house)}
-    conn = protocol.connect(settings, "verify")
-    with conn:
-        tables = load_tables(conn, house.key)
-    by_name = {t.name: t for t in tables}
-    tombstone_watermark = by_name[TOMBSTONES].max_id if TOMBSTONES in by_name else 0
-
-    with duck.session(
-        settings, application_name=f"{APPLICATION}-verify", s3=destination.s3_access()
-    ) as con:
-        try:
-            return [
-                _check_table(con, destination, t, pairs.get(t.name), tombstone_watermark)
-                for t in tables
-            ]
-        except duckdb.Error as exc:
-            raise ExportError(
-                f"verify could not read the lake or the database: {first_line(exc)}"
-            ) from exc
+    lake = catalog.open_lake(storage, catalog_name, namespace)
+    pairs = {p.source: p for p in catalog.pairs(lake)}
+    with protocol.connect(settings, "verify") as conn:
+        tables = load_tables(conn, lake.key)
+        by_name = {t.name: t for t in tables}
+        tombstone_watermark = by_name[TOMBSTONES].max_id if TOMBSTONES in by_name else 0
+        with duck.session(
+            settings, application_name=f"{APPLICATION}-verify", s3=storage.s3_access()
+        ) as con:
+            try:
+                return [
+                    _check_table(con, conn, storage, t, pairs.get(t.name), tombstone_watermark)
+                    for t in tables
+                ]
+            except duckdb.Error as exc:
+                raise ExportError(
+                    f"verify could not read the lake or the database: {first_line(exc)}"
+                ) from exc

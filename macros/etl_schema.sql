@@ -124,6 +124,31 @@
         rows bigint check (rows >= 0),
         primary key (run_id, table_name, chunk)
     );
+
+    {#- The source columns (name, type, typmod) each table had when a run last committed it:
+        a table whose columns changed is touched by the next run even without new rows. -#}
+    alter table etl.watermarks add column if not exists source_columns text;
+
+    {#- The files maintenance wrote (compactions), with their size and SHA-256, for `verify`:
+        a run's own files are recorded in etl.export_chunks. The orphan sweep drops the rows of
+        the files it deletes. -#}
+    create table if not exists etl.lake_files (
+        location text primary key,
+        target text not null,
+        bytes bigint not null check (bytes >= 0),
+        sha256 text not null,
+        recorded_at timestamptz not null default now()
+    );
+
+    {#- When maintenance last looked at each lake table of a target, and last swept it for
+        orphan files: work that is due by time, spread over runs. -#}
+    create table if not exists etl.lake_maintenance (
+        target text not null,
+        lake_table text not null,
+        checked_at timestamptz,
+        swept_at timestamptz,
+        primary key (target, lake_table)
+    );
 {%- endmacro %}
 
 {#- One row per exported model (config.meta.export) that exists in the database, plus the

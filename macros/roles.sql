@@ -2,9 +2,10 @@
     as a stronger user that SETs ROLE, which RESET ROLE would undo), and a tool role holds
     exactly these grants: no attribute and no membership through which it could escalate.
       animedb_generator: read the catalog, write users, wishlist and ratings (nothing in etl);
-      animedb_exporter: read everything, write only etl.watermarks, etl.export_runs and
-                        etl.export_chunks, and call the two definer functions that give it the
-                        oldest open transaction (the watermark bound) and the source's identity.
+      animedb_exporter: read everything, write only etl.watermarks, etl.export_runs,
+                        etl.export_chunks, etl.lake_files and etl.lake_maintenance, and call
+                        the two definer functions that give it the oldest open transaction
+                        (the watermark bound) and the source's identity.
     On Amazon RDS the roles are also members of rds_iam, so they log in with IAM tokens only.
     Passwords are the administrator's business (infra/README.md, README.md "Tool logins").
     Runs at the end of every dbt invocation; until the application tables exist it waits. -#}
@@ -77,6 +78,7 @@
     grant select on all tables in schema etl to animedb_exporter;
     grant select on all sequences in schema etl to animedb_exporter;
     grant insert, update on etl.watermarks, etl.export_runs, etl.export_chunks to animedb_exporter;
+    grant insert, update, delete on etl.lake_files, etl.lake_maintenance to animedb_exporter;
     grant execute on function etl.source_identity(), etl.oldest_open_transaction()
         to animedb_exporter;
     {%- endif -%}

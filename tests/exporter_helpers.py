@@ -16,7 +16,7 @@ from psycopg.rows import TupleRow
 
 from animedb import REPO
 from exporter import verify as verify_module
-from exporter.run import PAUSE_VARIABLE
+from exporter.pauses import PAUSE_VARIABLE
 from tests.pg_harness import Server
 
 Conn = psycopg.Connection[TupleRow]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from exporter.iceberg import NAMESPACE_VARIABLE
+from exporter.catalog import NAMESPACE_VARIABLE
 from tests.pg_harness import free_port
 
 if TYPE_CHECKING:

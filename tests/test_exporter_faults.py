@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.run import PAUSE_VARIABLE
+from exporter.pauses import PAUSE_VARIABLE
 from tests import exporter_helpers as h
 from tests.exporter_helpers import assert_one_clear_line, watermarks
 from tests.pg_harness import Server, free_port

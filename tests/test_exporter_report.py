@@ -7,9 +7,10 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
-from exporter import RunSummary, iceberg, lake, report, run_export
+from exporter import RunSummary, report, run_export
 from tests import exporter_helpers as h
 from tests.exporter_helpers import NO_SETTLE
+from tests.lake_helpers import open_lake
 from tests.pg_harness import Server
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -85,9 +86,13 @@ def test_report_of_a_lake(pg: Server, app_db: str, tmp_path: Path) -> None:
 
 def test_report_reads_the_namespace_it_is_given(pg: Server, app_db: str, tmp_path: Path) -> None:
     target = str(tmp_path / "lake")
-    first = run_export(target, pg.settings(app_db), settle=NO_SETTLE, namespace="mirror")
-    idle = run_export(target, pg.settings(app_db), settle=NO_SETTLE, namespace="mirror")
-    assert idle.rows == 0  # it only tags each table's current snapshot
+    settings = pg.settings(app_db)
+    first = run_export(target, settings, settle=NO_SETTLE, namespace="mirror")
+    with pg.connect(app_db, autocommit=True) as conn:
+        h.add_users(conn, 2)
+    second = run_export(target, settings, settle=NO_SETTLE, namespace="mirror")
+    idle = run_export(target, settings, settle=NO_SETTLE, namespace="mirror")
+    assert idle.rows == 0 and not any(t.committed for t in idle.tables)  # no commit at all
     env = h.exporter_env(pg, app_db)
     output = tmp_path / "mirror.html"
     proc = h.run_cli(
@@ -95,10 +100,14 @@ def test_report_reads_the_namespace_it_is_given(pg: Server, app_db: str, tmp_pat
     )
     assert proc.returncode == 0, proc.stderr
     page = output.read_text(encoding="utf-8")
-    assert "namespace mirror" in page and f"{first.run_id} to {idle.run_id}" in page
+    assert "namespace mirror" in page and f"{first.run_id} to {second.run_id}" in page
     assert page_table(page)["app.anime"] == ["5", "0", "5"]
-    # the idle run made no snapshot, so it has no commit time and no lag point
-    assert re.findall(r"<title>run (\d+): [\d.]+ s</title>", page) == [str(first.run_id)]
+    assert page_table(page)["app.users"] == ["0", "2", "2"]
+    # the idle run changed nothing: the lake does not know it (no snapshot, no lag point)
+    assert re.findall(r"<title>run (\d+): [\d.]+ s</title>", page) == [
+        str(first.run_id),
+        str(second.run_id),
+    ]
     proc = h.run_cli(env, "report", "--target", target)  # the default namespace has no run
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
@@ -123,8 +132,8 @@ def test_a_damaged_metadata_file_is_named_in_one_line(
     with pg.connect(app_db, autocommit=True) as conn:
         h.add_watching(conn, h.add_users(conn, 2))
         run_export(target, pg.settings(app_db), settle=NO_SETTLE)
-    house = iceberg.open_house(lake.open_lake(target))
-    wishlist_log = house.catalog.load_table(house.identifier("wishlist_changes"))
+    lake = open_lake(target)
+    wishlist_log = lake.catalog.load_table(lake.identifier("wishlist_changes"))
     snapshot = wishlist_log.current_snapshot()
     assert snapshot is not None
     env = h.exporter_env(pg, app_db)

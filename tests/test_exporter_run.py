@@ -14,10 +14,12 @@ import duckdb
 import pytest
 
 from animedb import REPO
-from exporter import iceberg, lake, run_export
+from exporter import catalog, layout, live, run_export
 from exporter.errors import ExportError
+from exporter.storage import sha256_of
 from tests import exporter_helpers as h
 from tests.exporter_helpers import NO_SETTLE
+from tests.lake_helpers import open_lake
 from tests.pg_harness import Server
 
 
@@ -80,39 +82,64 @@ def test_full_then_incremental_is_exact(
 
 def current_files(target: str, name: str) -> list[str]:
     """Data files of a current-state lake table, from its Iceberg metadata."""
-    house = iceberg.open_house(lake.open_lake(target))
-    table = house.catalog.load_table(house.identifier(name))
-    return [f.file_path for f in iceberg.live_files(table).data]
+    lake = open_lake(target)
+    table = lake.catalog.load_table(lake.identifier(name))
+    return [f.file_path for f in live.live_files(table).data]
 
 
 def test_lake_layout_and_snapshots(pg: Server, app_db: str, tmp_path: Path) -> None:
     with pg.connect(app_db, autocommit=True) as conn:
         h.add_users(conn, 4)
-    summary = run_export(str(tmp_path), pg.settings(app_db), settle=NO_SETTLE)
-    house = iceberg.open_house(lake.open_lake(str(tmp_path)))
-    assert (tmp_path / iceberg.LOCAL_CATALOG_FILE).is_file()  # the serverless local catalog
-    users = house.catalog.load_table("animedb.users")
-    changes = house.catalog.load_table("animedb.users_changes")
-    assert users.format_version == 2 and changes.format_version == 2
-    [path] = [f.file_path for f in iceberg.live_files(users).data]
-    assert re.fullmatch(
-        rf"{re.escape(users.location())}/data/run-{summary.run_id:012d}/chunk-00000\.parquet", path
-    )
-    snapshot = users.current_snapshot()
-    assert snapshot is not None and snapshot.summary is not None
-    props = snapshot.summary.additional_properties
-    assert props[iceberg.RUN_ID] == str(summary.run_id)
-    assert json.loads(props[iceberg.WINDOW])["lo"].startswith("1970-01-01")
-    assert json.loads(props[iceberg.FILES]) == {path: lake.sha256_of(Path(path))}
-    assert props["added-records"] == "4"
-    assert users.metadata.refs[iceberg.tag(summary.run_id)].snapshot_id == snapshot.snapshot_id
-    # the change log: source columns and its own, partitioned by export day
-    names = [f.name for f in changes.schema().fields]
-    assert names[-3:] == ["_run_id", "_deleted", "_exported_at"]
-    assert [f.name for f in changes.spec().fields] == ["export_day"]
-    # a table with nothing to export still gets the run's tag
-    ratings = house.catalog.load_table("animedb.ratings")
-    assert iceberg.tag(summary.run_id) in ratings.metadata.refs
+        summary = run_export(str(tmp_path), pg.settings(app_db), settle=NO_SETTLE)
+        lake = open_lake(str(tmp_path))
+        assert (tmp_path / catalog.LOCAL_CATALOG_FILE).is_file()  # the serverless local catalog
+        users = lake.catalog.load_table("animedb.users")
+        changes = lake.catalog.load_table("animedb.users_changes")
+        assert users.format_version == 2 and changes.format_version == 2
+        [path] = [f.file_path for f in live.live_files(users).data]
+        assert re.fullmatch(
+            rf"{re.escape(users.location())}/data/run-{summary.run_id:012d}/chunk-00000\.parquet",
+            path,
+        )
+        snapshot = users.current_snapshot()
+        assert snapshot is not None and snapshot.summary is not None
+        props = snapshot.summary.additional_properties
+        assert props[layout.RUN_ID] == str(summary.run_id)
+        assert json.loads(props[layout.WINDOW])["lo"].startswith("1970-01-01")
+        assert props["added-records"] == "4"
+        # a summary stays small: no file list in it (checksums are PostgreSQL's)
+        assert not [
+            k
+            for k in props
+            if k.startswith("animedb.")
+            and k not in (layout.RUN_ID, layout.WINDOW, layout.BOUND_TIME)
+        ]
+        assert len(json.dumps(props)) < 1000
+        [(recorded,)] = conn.execute(
+            "select f.value->>'sha256' from etl.export_chunks c, jsonb_each(c.files) f"
+            " where c.run_id = %s and f.value->>'location' = %s",
+            (summary.run_id, path),
+        ).fetchall()
+        assert recorded == sha256_of(Path(path))
+        assert users.metadata.refs[layout.tag(summary.run_id)].snapshot_id == snapshot.snapshot_id
+        # the properties that keep the table's history bounded, for every engine
+        assert users.properties[layout.DELETE_AFTER_COMMIT] == "true"
+        assert int(users.properties[layout.PREVIOUS_VERSIONS]) > 0
+        assert users.properties[layout.MAX_SNAPSHOT_AGE] == str(7 * 24 * 3600 * 1000)
+        # the change log: source columns and its own, partitioned by export day
+        names = [f.name for f in changes.schema().fields]
+        assert names[-3:] == ["_run_id", "_deleted", "_exported_at"]
+        assert [f.name for f in changes.spec().fields] == ["export_day"]
+        # a table made by the run, with nothing to export, has the run's (empty) snapshot
+        ratings = lake.catalog.load_table("animedb.ratings")
+        assert layout.tag(summary.run_id) in ratings.metadata.refs
+        # the next run, with news for users only, commits to users only
+        h.add_users(conn, 1, prefix="next")
+        second = run_export(str(tmp_path), pg.settings(app_db), settle=NO_SETTLE)
+    assert {t.table for t in second.tables if t.committed} == {"app.users"}
+    ratings.refresh()
+    assert layout.tag(second.run_id) not in ratings.metadata.refs
+    assert len(ratings.metadata.snapshots) == 1
     # zstd-compressed Parquet with Iceberg field ids; nothing half-written left in the folders
     con = duckdb.connect()
     meta = con.execute(f"select distinct compression from parquet_metadata('{path}')").fetchall()

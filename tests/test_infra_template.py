@@ -19,7 +19,7 @@ import pytest
 from cfnlint.api import lint_file  # type: ignore[import-untyped]
 from cfnlint.config import ManualArgs  # type: ignore[import-untyped]
 
-from exporter.iceberg import NAMESPACE_VARIABLE
+from exporter.catalog import NAMESPACE_VARIABLE
 from tests import infra_helpers as infra
 from tests.infra_helpers import (
     as_list,

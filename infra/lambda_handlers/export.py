@@ -17,7 +17,7 @@ from typing import Any
 from animedb import db
 from exporter import ExportBusy, ExportError, run_export
 from exporter.duck import DuckConfig
-from exporter.run import Progress, TableResult
+from exporter.progress import Progress, TableResult
 from lambda_handlers import rds, runtime
 
 TARGET_VARIABLE = "ANIMEDB_LAKE_TARGET"

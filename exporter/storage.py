@@ -1,15 +1,19 @@
-"""Where the lake is and how files get there: a local folder or s3://bucket/prefix (any
-S3-compatible endpoint, through the AWS SDK's usual variables and credential chain).
+"""The target's storage: a local folder or s3://bucket/prefix (any S3-compatible endpoint,
+through the AWS SDK's usual variables and credential chain), and the local staging folder files
+are written in before they are put in place.
 
-The lake itself is a set of Iceberg tables (exporter/iceberg.py); this module only puts data
-files at the locations the tables give them, atomically (a local rename, one S3 upload), and
-says in one line why a target cannot be used.
+The lake itself is a set of Iceberg tables (exporter/catalog.py); this module only puts, finds,
+lists and deletes files at the locations the tables give them, atomically (a rename, one S3
+upload), and says in one line why a target cannot be used.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
+import errno
+import fcntl
 import hashlib
 import os
 import shutil
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from animedb.files import install
 from exporter.errors import ExportError
 from exporter.fileio import local_path, s3_client, split_s3
 
@@ -86,13 +91,96 @@ def storage_errors(where: str) -> Iterator[None]:
         raise explain_s3(exc, "use", where) from exc
 
 
-class Lake:
-    """A target: its URI (the warehouse of the Iceberg catalog, unless one is configured) and
-    the file operations the exporter needs at any location inside it."""
+STAGING_PREFIX = "animedb-export-"
+_LOCK_NAME = ".owner"
+
+
+class Staging:
+    """A local folder for files before they are put in place, owned by this process for as long
+    as it lives (it holds a lock on a file inside). Opening one first removes the folders whose
+    owner is gone: a killed run's files, and DuckDB's spill files, do not pile up in the
+    temporary folder (on Lambda, /tmp outlives an invocation)."""
+
+    def __init__(self, parent: Path | None = None) -> None:
+        self.parent = parent or Path(tempfile.gettempdir())
+        self.path: Path | None = None
+        self._lock: int | None = None
+        self.removed = 0  # folders of dead owners removed on the way in
+
+    def __enter__(self) -> Staging:
+        self.removed = sweep_staging(self.parent)
+        self.path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.parent))
+        self._lock = os.open(self.path / _LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock is not None:
+            os.close(self._lock)
+        self.path, self._lock = None, None
+
+    def file(self, name: str) -> Path:
+        """A path in the folder for a file to be written (one exporter at a time)."""
+        assert self.path is not None, "the staging folder is used inside its with block"
+        return self.path / name.replace("/", "__")
+
+    def folder(self, name: str) -> Path:
+        """A subfolder, made empty."""
+        path = self.file(name)
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir()
+        return path
+
+
+def sweep_staging(parent: Path) -> int:
+    """Remove the staging folders in `parent` whose owner process is gone (their lock is free);
+    the number removed."""
+    removed = 0
+    for folder in parent.glob(f"{STAGING_PREFIX}*"):
+        if not folder.is_dir():
+            continue
+        try:
+            fd = os.open(folder / _LOCK_NAME, os.O_RDWR)
+        except FileNotFoundError:  # a folder of an older version, or one not yet locked
+            if _age(folder) < dt.timedelta(hours=1):
+                continue
+            fd = None
+        except OSError:
+            continue
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # alive: its owner holds the lock
+        finally:
+            if fd is not None:
+                os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _age(path: Path) -> dt.timedelta:
+    return dt.datetime.now(dt.UTC) - dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file in the target, as a listing shows it."""
+
+    location: str
+    size: int
+    modified: dt.datetime
+
+
+class Storage:
+    """A target's storage: its URI (the warehouse of the Iceberg catalog, unless one is
+    configured) and the file operations the exporter needs at any location inside it."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self._staging: Path | None = None
 
     @property
     def is_s3(self) -> bool:
@@ -142,18 +230,6 @@ class Lake:
                 f"{consequence}: export to a new, empty target"
             )
 
-    def staging_path(self, name: str) -> Path:
-        """A local file to write before it is put in place (one exporter at a time)."""
-        if self._staging is None:
-            self._staging = Path(tempfile.mkdtemp(prefix="animedb-export-"))
-        return self._staging / name.replace("/", "__")
-
-    def clean_staging(self) -> None:
-        """Remove the local staging folder, if one was made."""
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging = None
-
     def put_file(self, staged: Path, location: str) -> None:
         """Put a staged file at `location`, replacing what is there, atomically; the staged
         file is gone afterwards."""
@@ -163,7 +239,12 @@ class Lake:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with staged.open("rb") as f:
                     os.fsync(f.fileno())
-                staged.replace(path)
+                try:
+                    staged.replace(path)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    _copy_in_place(staged, path)  # staging and target on other file systems
                 _sync_dir(path.parent)
                 return
             bucket, key = split_s3(location)
@@ -178,6 +259,28 @@ class Lake:
             )
         finally:
             staged.unlink(missing_ok=True)
+
+    def copy(self, source: str, location: str) -> None:
+        """Put a copy of the file at `source` (in the target) at `location`, replacing what is
+        there, atomically: the kernel copies a local file (no link: each table owns its
+        files, and damage to one is not damage to the other), S3 copies server-side."""
+        path, origin = local_path(location), local_path(source)
+        if path is not None and origin is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _copy_in_place(origin, path)
+            _sync_dir(path.parent)
+            return
+        bucket, key = split_s3(location)
+        source_bucket, source_key = split_s3(source)
+        self._s3(
+            "write to",
+            location,
+            self.client().copy,
+            CopySource={"Bucket": source_bucket, "Key": source_key},
+            Bucket=bucket,
+            Key=key,
+            ExtraArgs={"ChecksumAlgorithm": "SHA256"},
+        )
 
     def has_file(self, location: str, size: int, sha256: str) -> bool:
         """Whether `location` holds exactly this file (a resumed run keeps such chunks)."""
@@ -218,26 +321,48 @@ class Lake:
 
     def list_files(self, prefix: str, limit: int | None = None) -> list[str]:
         """Locations of the files under a folder location (dot-files left out)."""
+        found = [
+            f.location
+            for f in self.listing(prefix, limit=limit)
+            if not f.location.rsplit("/", 1)[-1].startswith(".")
+        ]
+        return found[:limit] if limit else found
+
+    def listing(self, prefix: str, limit: int | None = None) -> list[StoredFile]:
+        """Every file under a folder location, dot-files too, with its size and modification
+        time, sorted by location."""
         path = local_path(prefix)
+        found: list[StoredFile] = []
         if path is not None:
             if not path.is_dir():
                 return []
-            found = sorted(str(p) for p in path.rglob("*") if p.is_file())
-            found = [f for f in found if not Path(f).name.startswith(".")]
-            return found[:limit] if limit else found
+            for p in sorted(path.rglob("*")):
+                with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                    stat = p.lstat()
+                    if p.is_file() and not p.is_symlink():
+                        modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
+                        found.append(StoredFile(str(p), stat.st_size, modified))
+                if limit and len(found) >= limit:
+                    break
+            return found
         bucket, key = split_s3(prefix)
-        keys: list[str] = []
         paginator = self.client().get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/"):
                 for item in page.get("Contents", []):
-                    if not item["Key"].rsplit("/", 1)[-1].startswith("."):
-                        keys.append(f"s3://{bucket}/{item['Key']}")
-                if limit and len(keys) >= limit:
+                    found.append(
+                        StoredFile(
+                            f"s3://{bucket}/{item['Key']}",
+                            int(item["Size"]),
+                            item["LastModified"].astimezone(dt.UTC),
+                        )
+                    )
+                if limit and len(found) >= limit:
                     break
         except Exception as exc:
             raise explain_s3(exc, "list", prefix) from exc
-        return sorted(keys)[:limit] if limit else sorted(keys)
+        found.sort(key=lambda f: f.location)
+        return found[:limit] if limit else found
 
     def reader_path(self, location: str) -> str:
         """How DuckDB names a file when it reads it (local files without file://)."""
@@ -269,6 +394,22 @@ class Lake:
         )
 
 
+def _copy_in_place(staged: Path, path: Path) -> None:
+    """Copy a staged file beside `path`, then rename it over `path`: atomic across file
+    systems."""
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temp = Path(temp_name)
+    try:
+        os.close(handle)
+        shutil.copyfile(staged, temp)  # the kernel's copy (copy_file_range, sendfile)
+        with temp.open("rb") as out:
+            os.fsync(out.fileno())
+        install(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
 def _sync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -277,18 +418,18 @@ def _sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def open_lake(target: str) -> Lake:
+def open_storage(target: str) -> Storage:
     """A folder path (or file://...) or s3://bucket/prefix; anything else is refused."""
     parsed = urlparse(target)
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise ExportError(f"target {target!r} names no bucket: use s3://bucket/prefix")
         prefix = parsed.path.strip("/")
-        return Lake(f"s3://{parsed.netloc}/{prefix}" if prefix else f"s3://{parsed.netloc}")
+        return Storage(f"s3://{parsed.netloc}/{prefix}" if prefix else f"s3://{parsed.netloc}")
     if parsed.scheme == "file":
-        return Lake(str(Path(parsed.path).expanduser().resolve()))
+        return Storage(str(Path(parsed.path).expanduser().resolve()))
     if parsed.scheme and len(parsed.scheme) > 1:
         raise ExportError(f"target {target!r} is not supported: use a folder or s3://bucket/prefix")
     if not target.strip():
         raise ExportError("no target given: use a folder or s3://bucket/prefix")
-    return Lake(str(Path(target).expanduser().resolve()))
+    return Storage(str(Path(target).expanduser().resolve()))

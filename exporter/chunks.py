@@ -1,0 +1,438 @@
+"""Step 2 of a run: each touched table's window through DuckDB to Parquet, in chunks of bounded
+size, at locations that depend only on run, table and chunk; each chunk recorded in PostgreSQL
+(etl.export_chunks: location, size, SHA-256) once its files are in place. A resumed run keeps
+the chunks it finds in place with their checksum and writes the rest again over the same
+locations, so no table ever references a file twice or a file of a dead attempt.
+
+One file serves both lake tables (their field ids agree): it is put in the change log's folder
+and copied (by the kernel, or on S3 server-side) into the current state's, not written twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import datetime as dt
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from animedb import db
+from exporter import duck, layout, protocol
+from exporter.catalog import Pair
+from exporter.datafiles import Written
+from exporter.errors import ExportError
+from exporter.pauses import pause_if_asked
+from exporter.progress import Progress, TableResult
+from exporter.schema import select_list
+from exporter.storage import Staging, Storage, sha256_of
+from exporter.tables import TOMBSTONES, ExportedTable
+
+CHUNK_ROWS_VARIABLE = "ANIMEDB_EXPORT_CHUNK_ROWS"
+DEFAULT_CHUNK_ROWS = 1_000_000  # about 30-130 MB of zstd Parquet: a split for Athena, flat memory
+CHUNK_WORKERS = 2  # chunks of a large window written at once
+DELETES_CHUNK = -1  # etl.export_chunks' row for a run's delete rows of a table
+
+
+def chunk_rows() -> int:
+    text = os.environ.get(CHUNK_ROWS_VARIABLE)
+    if not text:
+        return DEFAULT_CHUNK_ROWS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ExportError(f"{CHUNK_ROWS_VARIABLE}={text!r} is not a positive number of rows")
+    return value
+
+
+def _encode(value: int | dt.datetime) -> str:
+    return value.isoformat() if isinstance(value, dt.datetime) else str(value)
+
+
+@dataclass
+class TableFiles:
+    """What one table's window became: files for the change log and for the current state."""
+
+    changes: list[Written] = field(default_factory=list)
+    current: list[Written] = field(default_factory=list)
+    rows: int = 0
+    deletes: int = 0
+    kept: int = 0
+
+
+@dataclass
+class TableRun:
+    """One table's share of the run: its window, its lake tables (when the run touches them),
+    and what it became."""
+
+    table: ExportedTable
+    window: protocol.Window
+    pair: Pair | None = None  # None: the run leaves the table's lake tables as they are
+    files: TableFiles = field(default_factory=TableFiles)
+    seconds: float = 0.0  # writing its files, then committing them
+    committed: bool = False
+
+    @property
+    def result(self) -> TableResult:
+        window, files = self.window, self.files
+        written = files.changes + files.current
+        return TableResult(
+            self.table.name,
+            window.load_type,
+            _encode(window.lo),
+            _encode(window.hi),
+            window.deferred,
+            rows=files.rows,
+            deletes=files.deletes,
+            files=len(written),
+            bytes=sum(w.bytes for w in written),
+            kept_chunks=files.kept,
+            seconds=self.seconds,
+            committed=self.committed,
+        )
+
+
+class _CopyWatcher:
+    """Rows a running COPY has sent, read from pg_stat_progress_copy by a side connection."""
+
+    def __init__(self, settings: db.Settings, progress: Progress, table: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, args=(settings, progress, table), daemon=True
+        )
+
+    def _watch(self, settings: db.Settings, progress: Progress, table: str) -> None:
+        try:
+            with protocol.connect(settings, "progress") as conn:
+                while not self._stop.wait(0.5):
+                    row = conn.execute(
+                        "select sum(p.tuples_processed) from pg_stat_progress_copy p"
+                        " join pg_stat_activity a on a.pid = p.pid"
+                        " where a.application_name = %s",
+                        (duck.READER_APPLICATION,),
+                    ).fetchone()
+                    if row and row[0] is not None:
+                        progress.rows_copied(table, int(row[0]))
+        except (ExportError, psycopg.Error):
+            return  # progress is a courtesy; the export itself reports real failures
+
+    def __enter__(self) -> _CopyWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+def first_load(window: protocol.Window) -> bool:
+    """A window that starts at the beginning of the table: all of it is read."""
+    if isinstance(window.lo, dt.datetime):
+        return window.lo <= protocol.EPOCH
+    return window.lo == 0
+
+
+def _estimate(
+    conn: psycopg.Connection[TupleRow], table: ExportedTable, window: protocol.Window
+) -> int | None:
+    """Rows to expect, when cheap to know: the planner's estimate for a first full load."""
+    if not first_load(window):
+        return None
+    row = conn.execute(
+        "select reltuples::bigint from pg_class where oid = %s::regclass", (table.name,)
+    ).fetchone()
+    return int(row[0]) if row and row[0] and row[0] > 0 else None
+
+
+class ChunkWriter:
+    """The files of one run, table by table (step 2)."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[TupleRow],
+        con: duckdb.DuckDBPyConnection,
+        storage: Storage,
+        staging: Staging,
+        run: protocol.PendingRun,
+        settings: db.Settings,
+        progress: Progress,
+    ) -> None:
+        self.conn, self.con, self.storage, self.staging = conn, con, storage, staging
+        self.run, self.settings, self.progress = run, settings, progress
+        self.tombstones = run.windows.get(TOMBSTONES)
+        self.exported_at = protocol.cursor_literal(run.started_at)
+
+    def write_tables(self, parts: list[TableRun]) -> None:
+        """Every touched table's window in files, table by table, with progress."""
+        for t in parts:
+            if t.pair is None:
+                continue
+            name = t.table.name
+            estimate = _estimate(self.conn, t.table, t.window)
+            self.progress.table_started(name, estimate)
+            clock = time.monotonic()
+            watcher = (
+                _CopyWatcher(self.settings, self.progress, name)
+                if self.progress.wants_rows and not t.window.empty
+                else contextlib.nullcontext()
+            )
+            with watcher:
+                t.files = self.write(t.pair, t.table, t.window, estimate)
+            t.seconds = time.monotonic() - clock
+
+    def _put(self, staged: Path, location: str, rows: int, digest: str | None = None) -> Written:
+        size, digest = staged.stat().st_size, digest or sha256_of(staged)
+        self.storage.put_file(staged, location)
+        return Written(location, size, digest, rows)
+
+    def file(self, query: str, staged_name: str, location: str, field_ids: str) -> Written | None:
+        """The rows of `query` as one Parquet file at `location` (staged as `staged_name`);
+        None when it has no rows, and then no file there (an earlier try's is deleted)."""
+        staged = self.staging.file(staged_name)
+        try:
+            rows = duck.copy_to_parquet(self.con, query, staged, field_ids=field_ids)
+            if not rows:
+                self.storage.delete(location)
+                return None
+            return self._put(staged, location, rows)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def _in_place(self, chunk: protocol.Chunk) -> bool:
+        if chunk.files is None:
+            return False
+        return all(
+            self.storage.has_file(w.location, w.bytes, w.sha256)
+            for w in map(Written.from_json, chunk.files.values())
+        )
+
+    def _ranges(
+        self,
+        table: ExportedTable,
+        window: protocol.Window,
+        rows_per_chunk: int,
+        estimate: int | None,
+    ) -> list[tuple[int | None, int | None]]:
+        """Key ranges of rows_per_chunk rows each, cut at the window's real keys (ids with gaps
+        still give bounded files); one open range for a window that fits one chunk. `estimate`:
+        the window's rows as `_estimate` gives them."""
+        condition = sql.SQL(window.condition(table.cursor_column))  # type: ignore[arg-type,unused-ignore]
+        # most windows fit one chunk: counting stops one row past the chunk size (a first load
+        # of a table the planner knows to be far larger goes straight to the cut points)
+        if (estimate or 0) <= 2 * rows_per_chunk:
+            row = self.conn.execute(
+                sql.SQL("select count(*) from (select from {t} where ").format(t=table.identifier())
+                + condition
+                + sql.SQL(" limit {}) as w").format(sql.Literal(rows_per_chunk + 1))
+            ).fetchone()
+            if not row or row[0] == 0:
+                return []
+            if row[0] <= rows_per_chunk:
+                return [(None, None)]
+        # the cut points: every N-th key of the window, ranked by DuckDB over a parallel scan
+        # of the key column alone (PostgreSQL's own ranking reads the index one row at a time)
+        k = f'"{table.key_column}"'
+        self.con.execute("SET pg_use_ctid_scan = true")
+        cuts = self.con.execute(
+            f"select min(k), max(k), count(*) from (select {k} as k, row_number() over"
+            f" (order by {k}) as n from {table.duckdb_name('pg')}"
+            f" where {window.condition(table.cursor_column)})"
+            f" group by (n - 1) // {rows_per_chunk} order by 1"
+        ).fetchall()
+        if len(cuts) <= 1:
+            return [(None, None)] if cuts else []
+        starts = [int(c[0]) for c in cuts]
+        ends = [s - 1 for s in starts[1:]] + [int(cuts[-1][1])]
+        return list(zip(starts, ends, strict=True))
+
+    def _write_chunk(
+        self,
+        pair: Pair,
+        table: ExportedTable,
+        window: protocol.Window,
+        chunk: protocol.Chunk,
+        single: bool,
+        con: duckdb.DuckDBPyConnection,
+    ) -> protocol.Chunk:
+        """One chunk's file, in both tables; the caller records it (etl.export_chunks)."""
+        where = window.condition(table.cursor_column)
+        if chunk.key_lo is not None and chunk.key_hi is not None:
+            where += f' and "{table.key_column}" between {chunk.key_lo} and {chunk.key_hi}'
+        source = {c: f'"{c}"' for c in table.columns}
+        changes_select, changes_ids = select_list(
+            pair.changes.schema(),
+            {
+                **source,
+                layout.RUN_COLUMN: str(self.run.run_id),
+                layout.DELETED_COLUMN: "false",
+                layout.EXPORTED_AT_COLUMN: self.exported_at,
+            },
+        )
+        name = f"chunk-{chunk.chunk:05d}.parquet"
+        staged = self.staging.file(f"{table.lake_name}_changes_{name}")
+        changes_at = layout.run_location(pair.changes.location(), self.run.run_id, name)
+        current_at = layout.run_location(pair.current.location(), self.run.run_id, name)
+        try:
+            rows = duck.copy_to_parquet(
+                con,
+                f"select {changes_select} from {table.duckdb_name('pg')} where {where}",
+                staged,
+                parallel_scan=single and first_load(window),
+                field_ids=changes_ids,
+            )
+            files: dict[str, Any] = {}
+            if rows:
+                changes = self._put(staged, changes_at, rows)
+                self.storage.copy(changes_at, current_at)
+                files["changes"] = changes.to_json()
+                files["current"] = Written(
+                    current_at, changes.bytes, changes.sha256, rows
+                ).to_json()
+            else:  # what an earlier try left, if any
+                self.storage.delete(changes_at)
+                self.storage.delete(current_at)
+        finally:
+            staged.unlink(missing_ok=True)
+        chunk.files, chunk.rows = files, rows
+        return chunk
+
+    def _recorded(self, chunk: protocol.Chunk) -> protocol.Chunk:
+        """A chunk whose files are in place, recorded as such (then the crash point)."""
+        protocol.record_chunk(self.conn, self.run.run_id, chunk)
+        pause_if_asked("during_files")
+        return chunk
+
+    def has_deletes(self, table: ExportedTable) -> bool:
+        """Whether the run brings deletes of this table (its tombstone window is not empty)."""
+        window = self.tombstones
+        return window is not None and not window.empty and table.name != TOMBSTONES
+
+    def _write_deletes(
+        self,
+        pair: Pair,
+        table: ExportedTable,
+        out: TableFiles,
+        recorded: list[protocol.Chunk],
+    ) -> None:
+        """The run's deletes of this table, as change-log rows (key, _deleted = true);
+        `recorded`: the table's chunks of the run as etl.export_chunks had them."""
+        window = self.tombstones
+        if window is None or not self.has_deletes(table):
+            return
+        done = [c for c in recorded if c.chunk == DELETES_CHUNK and self._in_place(c)]
+        if done:
+            chunk = done[0]
+        else:
+            with self.progress.step("files: deletes", table.name):
+                select, ids = select_list(
+                    pair.changes.schema(),
+                    {
+                        table.key_column: "key_value",
+                        layout.RUN_COLUMN: str(self.run.run_id),
+                        layout.DELETED_COLUMN: "true",
+                        layout.EXPORTED_AT_COLUMN: self.exported_at,
+                    },
+                )
+                written = self.file(
+                    f"select {select} from pg.etl.tombstones where table_name = "
+                    f"{duck.quote(table.name)} and {window.condition('tombstone_id')}",
+                    f"{table.lake_name}_changes_deletes.parquet",
+                    layout.run_location(
+                        pair.changes.location(), self.run.run_id, "deletes.parquet"
+                    ),
+                    ids,
+                )
+            files = {"changes": written.to_json()} if written else {}
+            rows = written.rows if written else 0
+            chunk = protocol.Chunk(table.name, DELETES_CHUNK, None, None, files, rows)
+            protocol.record_chunk(self.conn, self.run.run_id, chunk)
+        out.deletes = chunk.rows
+        out.changes += [Written.from_json(f) for f in (chunk.files or {}).values()]
+
+    def write(
+        self,
+        pair: Pair,
+        table: ExportedTable,
+        window: protocol.Window,
+        estimate: int | None,
+    ) -> TableFiles:
+        """A table's window in files (`estimate`: its rows as `_estimate` gives them)."""
+        out = TableFiles()
+        chunks: list[protocol.Chunk] = []
+        if not window.empty or self.has_deletes(table):
+            chunks = protocol.chunks(self.conn, self.run.run_id, table.name)
+        if not window.empty:
+            with self.progress.step("files: changes", table.name):
+                recorded = [c for c in chunks if c.chunk != DELETES_CHUNK]
+                if not recorded:
+                    ranges = self._ranges(table, window, chunk_rows(), estimate)
+                    planned = protocol.plan_chunks(self.conn, self.run.run_id, table.name, ranges)
+                    # with no rows to cut, all a resumed run finds is the deletes' own chunk
+                    recorded = [c for c in planned if c.chunk != DELETES_CHUNK]
+                single = len(recorded) == 1
+                kept = [c for c in recorded if self._in_place(c)]
+                out.kept = len(kept)
+                todo = [c for c in recorded if c not in kept]
+                for chunk in [*kept, *self._write_chunks(pair, table, window, todo, single)]:
+                    files = chunk.files or {}
+                    if "changes" in files:
+                        out.changes.append(Written.from_json(files["changes"]))
+                    if "current" in files:
+                        out.current.append(Written.from_json(files["current"]))
+                    out.rows += chunk.rows
+        self._write_deletes(pair, table, out, chunks)
+        return out
+
+    def _write_chunks(
+        self,
+        pair: Pair,
+        table: ExportedTable,
+        window: protocol.Window,
+        todo: list[protocol.Chunk],
+        single: bool,
+    ) -> Iterator[protocol.Chunk]:
+        """Write chunks, CHUNK_WORKERS at a time (each over its own DuckDB connection, so that
+        PostgreSQL reads and Parquet writes overlap), recording each one as it is in place."""
+        if len(todo) <= 1:
+            for chunk in todo:
+                chunk = self._write_chunk(pair, table, window, chunk, single, self.con)
+                yield self._recorded(chunk)
+            return
+        cursors = [duck.cursor(self.con) for _ in range(min(CHUNK_WORKERS, len(todo)))]
+        free: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
+        for cursor in cursors:
+            free.put(cursor)
+
+        def work(chunk: protocol.Chunk) -> protocol.Chunk:
+            cursor = free.get()
+            try:
+                return self._write_chunk(pair, table, window, chunk, single, cursor)
+            finally:
+                free.put(cursor)
+
+        try:
+            with concurrent.futures.ThreadPoolExecutor(len(cursors)) as pool:
+                # at most one chunk per worker in flight: a killed run leaves little unrecorded
+                pending = collections.deque(pool.submit(work, c) for c in todo[: len(cursors)])
+                waiting = collections.deque(todo[len(cursors) :])
+                while pending:
+                    chunk = pending.popleft().result()
+                    if waiting:
+                        pending.append(pool.submit(work, waiting.popleft()))
+                    yield self._recorded(chunk)
+        finally:
+            for cursor in cursors:
+                cursor.close()

@@ -1,0 +1,312 @@
+"""The one module that rests on pyiceberg's private classes (pyiceberg==0.12.0, pinned): every
+snapshot the exporter commits is built here, on the narrowest hooks of pyiceberg's snapshot
+producer, and committed through the catalog's public `commit_table`.
+
+Why not pyiceberg's public writers: 0.12 writes no delete files (a run adds position deletes);
+its transaction recomputes and deep-copies the whole table metadata each time a producer reads
+it (about nine copies a commit), so a commit's cost grew with the table's history; and its
+retry after a concurrent commit drops every ref update staged beside the snapshot (the run's
+tag) and re-bases a fast append without checking what it deletes. So the producer below is
+given the table as loaded (no copies), builds one snapshot from three hooks, and the caller
+(exporter/snapshots.py) owns validation and retries.
+
+The hooks, and what each one is for:
+- `_existing_manifests`: the parent's manifests, less the files the snapshot removes (a
+  manifest holding one is rewritten without it);
+- `_deleted_entries`: the removed data files, as DELETED entries;
+- `_process_manifests`: the manifest of new (and removed) delete files, then small manifests
+  merged once there are `commit.manifest.min-count-to-merge` of a kind;
+- `_summary`: counts delete files among the added and removed ones.
+tests/test_lake_hooks.py checks each hook's signature and behaviour against the installed
+pyiceberg and fails loudly when a new version changes them underneath.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pyiceberg.manifest import (
+    DataFile,
+    DataFileContent,
+    ManifestContent,
+    ManifestEntry,
+    ManifestEntryStatus,
+    ManifestFile,
+    ManifestWriter,
+    ManifestWriterV2,
+)
+from pyiceberg.table import Table, Transaction
+from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.snapshots import Operation, Summary
+from pyiceberg.table.update import (
+    AssertTableUUID,
+    TableRequirement,
+    TableUpdate,
+)
+from pyiceberg.table.update.snapshot import _SnapshotProducer
+from pyiceberg.utils.properties import property_as_bool, property_as_int
+
+from exporter import layout
+
+
+class Conflict(Exception):
+    """The table no longer holds a file the snapshot was to remove: another writer changed it."""
+
+
+class _Base(Transaction):
+    """The state a producer builds on: the table as loaded. Nothing is ever staged in it, so
+    its metadata is the table's own, not a deep copy made at every read."""
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        return self._table.metadata
+
+
+class _DeleteManifestWriter(ManifestWriterV2):
+    """pyiceberg writes data manifests only; position-delete files need a delete manifest."""
+
+    def content(self) -> ManifestContent:
+        return ManifestContent.DELETES
+
+    @property
+    def _meta(self) -> dict[str, str]:
+        return {**super()._meta, "content": "deletes"}
+
+
+@dataclass
+class _Removal:
+    """The parent's manifests less the removed files, and what the removal records."""
+
+    kept: list[ManifestFile]
+    deleted_data: list[ManifestEntry]
+    deleted_deletes: list[ManifestEntry]
+
+
+class _Producer(_SnapshotProducer["_Producer"]):
+    """One snapshot: data and delete files added, files (of either kind) removed."""
+
+    def __init__(
+        self,
+        table: Table,
+        operation: Operation,
+        summary: dict[str, str],
+        data: Iterable[DataFile],
+        deletes: Iterable[DataFile],
+        removed: Iterable[DataFile],
+    ) -> None:
+        super().__init__(operation, _Base(table), table.io, snapshot_properties=summary)
+        self._added_data_files = list(data)
+        self._new_deletes = list(deletes)
+        self._removed = {f.file_path: f for f in removed}
+
+    def _writer(self, content: ManifestContent, spec_id: int) -> ManifestWriter:
+        if content == ManifestContent.DATA:
+            return self.new_manifest_writer(self.spec(spec_id))
+        metadata = self._transaction.table_metadata
+        return _DeleteManifestWriter(
+            self.spec(spec_id),
+            metadata.schema(),
+            self.new_manifest_output(),
+            self._snapshot_id,
+            self._compression,
+        )
+
+    @functools.cached_property
+    def _removal(self) -> _Removal:
+        parent = (
+            self._transaction.table_metadata.snapshot_by_id(self._parent_snapshot_id)
+            if self._parent_snapshot_id is not None
+            else None
+        )
+        removal = _Removal([], [], [])
+        if parent is None:
+            if self._removed:
+                raise Conflict(f"the table has no snapshot, so not {next(iter(self._removed))}")
+            return removal
+        found: set[str] = set()
+        for manifest in parent.manifests(self._io):
+            if not self._removed:
+                if manifest.has_added_files() or manifest.has_existing_files():
+                    removal.kept.append(manifest)
+                continue
+            entries = manifest.fetch_manifest_entry(self._io, discard_deleted=True)
+            gone = [e for e in entries if e.data_file.file_path in self._removed]
+            if not gone:
+                if entries:
+                    removal.kept.append(manifest)
+                continue
+            found.update(e.data_file.file_path for e in gone)
+            for entry in gone:
+                deleted = ManifestEntry.from_args(
+                    status=ManifestEntryStatus.DELETED,
+                    snapshot_id=self._snapshot_id,
+                    sequence_number=entry.sequence_number,
+                    file_sequence_number=entry.file_sequence_number,
+                    data_file=entry.data_file,
+                )
+                if entry.data_file.content == DataFileContent.DATA:
+                    removal.deleted_data.append(deleted)
+                else:
+                    removal.deleted_deletes.append(deleted)
+            rest = [e for e in entries if e.data_file.file_path not in self._removed]
+            if rest:
+                with self._writer(manifest.content, manifest.partition_spec_id) as writer:
+                    for entry in rest:
+                        writer.existing(entry)
+                removal.kept.append(writer.to_manifest_file())
+        missing = sorted(set(self._removed) - found)
+        if missing:
+            raise Conflict(f"{len(missing)} file(s) to replace are no longer live: {missing[0]}")
+        return removal
+
+    # --- the hooks ------------------------------------------------------------------------
+
+    def _existing_manifests(self) -> list[ManifestFile]:
+        return self._removal.kept
+
+    def _deleted_entries(self) -> list[ManifestEntry]:
+        return self._removal.deleted_data
+
+    def _process_manifests(self, manifests: list[ManifestFile]) -> list[ManifestFile]:
+        manifests = list(manifests)
+        if self._new_deletes or self._removal.deleted_deletes:
+            spec_id = self._transaction.table_metadata.default_spec_id
+            with self._writer(ManifestContent.DELETES, spec_id) as writer:
+                for delete in self._new_deletes:
+                    writer.add(
+                        ManifestEntry.from_args(
+                            status=ManifestEntryStatus.ADDED,
+                            snapshot_id=self._snapshot_id,
+                            data_file=delete,
+                        )
+                    )
+                for entry in self._removal.deleted_deletes:
+                    writer.add_entry(entry)
+            manifests.append(writer.to_manifest_file())
+        return self._merged(manifests)
+
+    def _summary(self, snapshot_properties: dict[str, str] | None = None) -> Summary:
+        # the collector counts each file by its content: delete files among the added, removed
+        # files of both kinds among the deleted
+        added = len(self._added_data_files)
+        self._added_data_files.extend(self._new_deletes)
+        self._deleted_data_files = set(self._removed.values())
+        try:
+            return super()._summary(snapshot_properties or {})
+        finally:
+            del self._added_data_files[added:]
+            self._deleted_data_files = set()
+
+    # --- manifest merging -----------------------------------------------------------------
+
+    def _merged(self, manifests: list[ManifestFile]) -> list[ManifestFile]:
+        """Small manifests of one kind merged into one once there are enough of them, so that
+        planning a read opens a few manifests, not one per commit ever made."""
+        properties = self._transaction.table_metadata.properties
+        if not property_as_bool(properties, "commit.manifest-merge.enabled", True):
+            return manifests
+        min_count = property_as_int(
+            properties, layout.MIN_MANIFESTS_TO_MERGE, layout.MANIFESTS_TO_MERGE
+        )
+        target = property_as_int(
+            properties, layout.MANIFEST_TARGET_SIZE, layout.MANIFEST_TARGET_BYTES
+        )
+        assert min_count is not None and target is not None
+        groups: dict[tuple[ManifestContent, int], list[ManifestFile]] = defaultdict(list)
+        for manifest in manifests:
+            groups[(manifest.content, manifest.partition_spec_id)].append(manifest)
+        out: list[ManifestFile] = []
+        for (content, spec_id), group in groups.items():
+            small = [m for m in group if m.manifest_length < target]
+            if len(group) < min_count or len(small) < 2:
+                out.extend(group)
+                continue
+            out.extend(m for m in group if m.manifest_length >= target)
+            with self._writer(content, spec_id) as writer:
+                for manifest in small:
+                    for entry in manifest.fetch_manifest_entry(self._io, discard_deleted=False):
+                        ours = entry.snapshot_id == self._snapshot_id
+                        if entry.status == ManifestEntryStatus.DELETED:
+                            if ours:  # only this snapshot's removals are recorded again
+                                writer.delete(entry)
+                        elif entry.status == ManifestEntryStatus.ADDED and ours:
+                            writer.add(entry)
+                        else:
+                            writer.existing(entry)
+            out.append(writer.to_manifest_file())
+        return out
+
+
+@dataclass
+class SnapshotBuild:
+    """A snapshot written (its manifests and manifest list are in place) and not committed."""
+
+    snapshot_id: int
+    updates: tuple[TableUpdate, ...]
+    requirements: tuple[TableRequirement, ...]
+    _producer: _Producer
+
+    def discard(self) -> None:
+        """Delete the manifests and manifest list of a snapshot that will never be committed."""
+        self._producer._clean_all_uncommitted()
+
+
+def build_snapshot(
+    table: Table,
+    operation: Operation,
+    summary: dict[str, str],
+    data: Iterable[DataFile] = (),
+    deletes: Iterable[DataFile] = (),
+    removed: Iterable[DataFile] = (),
+) -> SnapshotBuild:
+    """Write one snapshot on the table's current state: its new manifests and manifest list.
+    The updates add it and move main to it; the requirements hold main where it was, so the
+    catalog refuses the commit if another writer moved it meanwhile. Raises Conflict when a
+    file to remove is not live any more."""
+    producer = _Producer(table, operation, summary, data, deletes, removed)
+    try:
+        updates, requirements = producer._commit()
+    except BaseException:
+        producer._clean_all_uncommitted()
+        raise
+    requirements = (*requirements, AssertTableUUID(uuid=table.metadata.table_uuid))
+    return SnapshotBuild(producer.snapshot_id, updates, requirements, producer)
+
+
+def commit(
+    table: Table, updates: tuple[TableUpdate, ...], requirements: tuple[TableRequirement, ...]
+) -> None:
+    """Commit updates through the catalog; the table then holds the new metadata. The metadata
+    files that fell out of its log are deleted when the table says so
+    (write.metadata.delete-after-commit.enabled). Raises pyiceberg's CommitFailedException when
+    a requirement no longer holds: nothing was committed then."""
+    response = table.catalog.commit_table(table, requirements, updates)
+    base = table.metadata
+    table.metadata = response.metadata
+    table.metadata_location = response.metadata_location
+    if property_as_bool(response.metadata.properties, layout.DELETE_AFTER_COMMIT, False):
+        kept = {entry.metadata_file for entry in response.metadata.metadata_log}
+        for entry in base.metadata_log:
+            if entry.metadata_file not in kept:
+                _delete_quietly(table, entry.metadata_file)
+
+
+def _delete_quietly(table: Table, location: str) -> None:
+    """A metadata file nothing reads any more: gone now, or by the orphan sweep later (a file
+    left behind is the sweep's, not an error)."""
+    with contextlib.suppress(Exception):
+        table.io.delete(location)
+
+
+def hooks() -> dict[str, Any]:
+    """The private names this module overrides or calls, for the test that checks them."""
+    return {
+        "producer": _SnapshotProducer,
+        "hooks": ("_existing_manifests", "_deleted_entries", "_process_manifests", "_summary"),
+        "calls": ("_commit", "_clean_all_uncommitted", "new_manifest_writer", "spec"),
+    }

@@ -1,0 +1,182 @@
+"""The lake's schemas: which Iceberg type each source column is stored as, how a table's schema
+follows its source (added columns, widened types), and the select list that writes a file of a
+schema. Pure: no I/O but the one schema update it commits."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.types import (
+    BinaryType,
+    BooleanType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    FloatType,
+    IcebergType,
+    IntegerType,
+    LongType,
+    NestedField,
+    PrimitiveType,
+    StringType,
+    TimestampType,
+    TimestamptzType,
+    TimeType,
+)
+
+from exporter.errors import ExportError
+from exporter.layout import CHANGE_COLUMNS, DELETED_COLUMN, EXPORTED_AT_COLUMN, RUN_COLUMN
+
+_DECIMAL = re.compile(r"^DECIMAL\((\d+),\s*(\d+)\)$")
+_SIMPLE_TYPES: dict[str, PrimitiveType] = {
+    "BOOLEAN": BooleanType(),
+    "TINYINT": IntegerType(),
+    "SMALLINT": IntegerType(),
+    "INTEGER": IntegerType(),
+    "BIGINT": LongType(),
+    "FLOAT": FloatType(),
+    "REAL": FloatType(),
+    "DOUBLE": DoubleType(),
+    "DATE": DateType(),
+    "TIME": TimeType(),
+    "TIMESTAMP": TimestampType(),
+    "TIMESTAMP WITH TIME ZONE": TimestamptzType(),
+    "BLOB": BinaryType(),
+}
+
+
+def iceberg_type(duck_type: str) -> PrimitiveType:
+    """The Iceberg type a column of this DuckDB type is stored as: meaning kept (decimal stays
+    decimal, timestamptz a UTC timestamp); enums, JSON, UUIDs and anything else as strings."""
+    name = duck_type.upper()
+    if name in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[name]
+    match = _DECIMAL.match(name)
+    if match:
+        return DecimalType(int(match.group(1)), int(match.group(2)))
+    return StringType()
+
+
+def duck_type(iceberg: IcebergType) -> str:
+    """The DuckDB type whose Parquet encoding is what Iceberg reads for this type."""
+    if isinstance(iceberg, DecimalType):
+        return f"DECIMAL({iceberg.precision},{iceberg.scale})"
+    names = {
+        BooleanType: "BOOLEAN",
+        IntegerType: "INTEGER",
+        LongType: "BIGINT",
+        FloatType: "REAL",
+        DoubleType: "DOUBLE",
+        DateType: "DATE",
+        TimeType: "TIME",
+        TimestampType: "TIMESTAMP",
+        TimestamptzType: "TIMESTAMPTZ",
+        BinaryType: "BLOB",
+        StringType: "VARCHAR",
+    }
+    for kind, name in names.items():
+        if isinstance(iceberg, kind):
+            return name
+    raise ExportError(f"no DuckDB type for Iceberg type {iceberg}")
+
+
+def widens_to(old: IcebergType, new: IcebergType) -> bool:
+    """Whether Iceberg can promote a column of type `old` to `new` (the spec's rules)."""
+    if old == new:
+        return True
+    if isinstance(old, IntegerType) and isinstance(new, LongType):
+        return True
+    if isinstance(old, FloatType) and isinstance(new, DoubleType):
+        return True
+    return (
+        isinstance(old, DecimalType)
+        and isinstance(new, DecimalType)
+        and new.scale == old.scale
+        and new.precision >= old.precision
+    )
+
+
+def holds(lake_type: IcebergType, source_type: IcebergType) -> bool:
+    """Whether values of `source_type` fit a lake column of `lake_type` unchanged (a source
+    narrowed back, say bigint to integer, still fits the wider lake column)."""
+    return widens_to(source_type, lake_type)
+
+
+@dataclass
+class Evolution:
+    """What one source table's lake tables need before this run's files are written."""
+
+    source: str
+    columns: dict[str, PrimitiveType]  # the source's columns, in order, as Iceberg types
+    add: list[str] = field(default_factory=list)
+    widen: list[str] = field(default_factory=list)
+
+
+def plan_evolution(
+    source: str, columns: dict[str, PrimitiveType], current: Schema | None
+) -> Evolution:
+    """Compare the source's columns with the lake's; raise, before anything is committed, for
+    a change Iceberg cannot express."""
+    evolution = Evolution(source, columns)
+    if current is None:
+        return evolution
+    lake_columns = {f.name: f.field_type for f in current.fields}
+    for name, source_type in columns.items():
+        if name in CHANGE_COLUMNS:
+            raise ExportError(
+                f"{source}.{name}: the column name is the change log's own; rename the column"
+            )
+        lake_type = lake_columns.get(name)
+        if lake_type is None:
+            evolution.add.append(name)
+        elif holds(lake_type, source_type):
+            continue
+        elif widens_to(lake_type, source_type):
+            evolution.widen.append(name)
+        else:
+            raise ExportError(
+                f"{source}.{name} changed from {lake_type} to {source_type}, which an Iceberg "
+                "table cannot follow: nothing was committed; change the column back, or add "
+                "it under a new name (the old one stays readable)"
+            )
+    return evolution
+
+
+def apply(table: Table, evolution: Evolution) -> Table:
+    if not (evolution.add or evolution.widen):
+        return table
+    with table.update_schema() as update:
+        for name in evolution.add:
+            update.add_column(name, evolution.columns[name])
+        for name in evolution.widen:
+            update.update_column(name, field_type=evolution.columns[name])
+    return table
+
+
+def new_schema(columns: dict[str, PrimitiveType], with_change_columns: bool) -> Schema:
+    fields = [
+        NestedField(i, name, typ, required=False)
+        for i, (name, typ) in enumerate(columns.items(), start=1)
+    ]
+    if with_change_columns:
+        n = len(fields)
+        fields += [
+            NestedField(n + 1, RUN_COLUMN, LongType(), required=False),
+            NestedField(n + 2, DELETED_COLUMN, BooleanType(), required=False),
+            NestedField(n + 3, EXPORTED_AT_COLUMN, TimestamptzType(), required=False),
+        ]
+    return Schema(*fields)
+
+
+def select_list(schema: Schema, expressions: dict[str, str]) -> tuple[str, str]:
+    """The select list writing a file of `schema` (each column cast to its Iceberg type; a
+    column the source no longer has is null) and DuckDB's FIELD_IDS option for it."""
+    parts, ids = [], []
+    for f in schema.fields:
+        expression = expressions.get(f.name, "NULL")
+        parts.append(f'CAST({expression} AS {duck_type(f.field_type)}) AS "{f.name}"')
+        ids.append(f"'{f.name}': {f.field_id}")
+    return ", ".join(parts), "{" + ", ".join(ids) + "}"
