@@ -14,6 +14,7 @@ import collections
 import concurrent.futures
 import contextlib
 import datetime as dt
+import math
 import os
 import queue
 import threading
@@ -43,6 +44,8 @@ CHUNK_ROWS_VARIABLE = "ANIMEDB_EXPORT_CHUNK_ROWS"
 DEFAULT_CHUNK_ROWS = 1_000_000  # about 30-130 MB of zstd Parquet: a split for Athena, flat memory
 CHUNK_WORKERS = 2  # chunks of a large window written at once
 DELETES_CHUNK = -1  # etl.export_chunks' row for a run's delete rows of a table
+SAMPLED_PAGES = 1600  # pages sampled per chunk a large first load is cut into
+CHUNK_FILL = 0.8  # the share of the bound a sampled chunk aims at
 
 
 def chunk_rows() -> int:
@@ -226,22 +229,24 @@ class ChunkWriter:
         rows_per_chunk: int,
         estimate: int | None,
     ) -> list[tuple[int | None, int | None]]:
-        """Key ranges of rows_per_chunk rows each, cut at the window's real keys (ids with gaps
-        still give bounded files); one open range for a window that fits one chunk. `estimate`:
-        the window's rows as `_estimate` gives them."""
+        """Key ranges of at most rows_per_chunk rows each, cut at the window's real keys (ids
+        with gaps still give bounded files); one open range for a window that fits one chunk.
+        `estimate`: the window's rows as `_estimate` gives them (a first load's)."""
         condition = sql.SQL(window.condition(table.cursor_column))  # type: ignore[arg-type,unused-ignore]
-        # most windows fit one chunk: counting stops one row past the chunk size (a first load
-        # of a table the planner knows to be far larger goes straight to the cut points)
-        if (estimate or 0) <= 2 * rows_per_chunk:
-            row = self.conn.execute(
-                sql.SQL("select count(*) from (select from {t} where ").format(t=table.identifier())
-                + condition
-                + sql.SQL(" limit {}) as w").format(sql.Literal(rows_per_chunk + 1))
-            ).fetchone()
-            if not row or row[0] == 0:
-                return []
-            if row[0] <= rows_per_chunk:
-                return [(None, None)]
+        if estimate is not None and estimate > 2 * rows_per_chunk:
+            sampled = self._sampled_ranges(table, window, rows_per_chunk)
+            if sampled is not None:
+                return sampled
+        # most windows fit one chunk: counting stops one row past the chunk size
+        row = self.conn.execute(
+            sql.SQL("select count(*) from (select from {t} where ").format(t=table.identifier())
+            + condition
+            + sql.SQL(" limit {}) as w").format(sql.Literal(rows_per_chunk + 1))
+        ).fetchone()
+        if not row or row[0] == 0:
+            return []
+        if row[0] <= rows_per_chunk:
+            return [(None, None)]
         # the cut points: every N-th key of the window, ranked by DuckDB over a parallel scan
         # of the key column alone (PostgreSQL's own ranking reads the index one row at a time)
         k = f'"{table.key_column}"'
@@ -258,6 +263,51 @@ class ChunkWriter:
         ends = [s - 1 for s in starts[1:]] + [int(cuts[-1][1])]
         return list(zip(starts, ends, strict=True))
 
+    def _sampled_ranges(
+        self,
+        table: ExportedTable,
+        window: protocol.Window,
+        rows_per_chunk: int,
+    ) -> list[tuple[int | None, int | None]] | None:
+        """A large first load's key ranges from a sample of its pages (TABLESAMPLE SYSTEM)
+        rather than a ranking of every key; None when the chunks are too small for a sample to
+        place their ends well (then every key is ranked). The sample takes SAMPLED_PAGES of the
+        pages a chunk spans: the error of a sampled chunk's size is then about 1/sqrt of that
+        (2.5%), and each range aims at CHUNK_FILL of the bound, so no chunk comes near it (a
+        miss would be a file a little over the bound, nothing else). Ranges are open at both
+        ends, so that no key of the window falls outside."""
+        row = self.conn.execute(
+            "select greatest(relpages, 1), greatest(reltuples, 1) from pg_class"
+            " where oid = %s::regclass",
+            (table.name,),
+        ).fetchone()
+        assert row is not None
+        rows_per_page = float(row[1]) / float(row[0])
+        percent = 100.0 * SAMPLED_PAGES * rows_per_page / rows_per_chunk
+        if percent > 50:
+            return None
+        keys = sorted(
+            int(k)
+            for (k,) in self.conn.execute(
+                sql.SQL("select {k} from {t} tablesample system ({p}) where ").format(
+                    k=sql.Identifier(table.key_column),
+                    t=table.identifier(),
+                    p=sql.Literal(percent),
+                )
+                + sql.SQL(window.condition(table.cursor_column))  # type: ignore[arg-type,unused-ignore]
+            )
+        )
+        if len(keys) < SAMPLED_PAGES:  # a window the sample barely saw
+            return None
+        rows = len(keys) * 100.0 / percent
+        count = max(1, math.ceil(rows / (rows_per_chunk * CHUNK_FILL)))
+        cuts = sorted({keys[len(keys) * i // count] for i in range(1, count)})
+        bounds: list[int | None] = [None, *cuts]
+        return [
+            (lo, hi - 1 if hi is not None else None)
+            for lo, hi in zip(bounds, [*cuts, None], strict=True)
+        ]
+
     def _write_chunk(
         self,
         pair: Pair,
@@ -269,8 +319,10 @@ class ChunkWriter:
     ) -> protocol.Chunk:
         """One chunk's file, in both tables; the caller records it (etl.export_chunks)."""
         where = window.condition(table.cursor_column)
-        if chunk.key_lo is not None and chunk.key_hi is not None:
-            where += f' and "{table.key_column}" between {chunk.key_lo} and {chunk.key_hi}'
+        if chunk.key_lo is not None:
+            where += f' and "{table.key_column}" >= {int(chunk.key_lo)}'
+        if chunk.key_hi is not None:
+            where += f' and "{table.key_column}" <= {int(chunk.key_hi)}'
         source = {c: f'"{c}"' for c in table.columns}
         changes_select, changes_ids = select_list(
             pair.changes.schema(),

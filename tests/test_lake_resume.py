@@ -162,3 +162,31 @@ def test_chunks_stay_bounded_when_keys_have_gaps(
         assert sum(f.record_count for f in files) == 300
         assert all(f.record_count <= 100 for f in files), [f.record_count for f in files]
     verified(target, pg, app_db)
+
+
+@pytest.mark.slow
+def test_a_large_first_load_is_cut_from_a_sample_and_stays_bounded(
+    pg: Server, app_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """3M rows in chunks of 1M: the cut points come from a sample of the table's pages, aimed
+    at 80% of the bound (four chunks, where ranking every key would make three), and no chunk
+    passes the bound."""
+    target = str(tmp_path / "lake")
+    monkeypatch.setenv(CHUNK_ROWS_VARIABLE, "1000000")
+    with pg.connect(app_db, autocommit=True) as conn:
+        conn.execute("create table app.wide_probe (probe_id bigint primary key)")
+        conn.execute("insert into app.wide_probe select g from generate_series(1, 3000000) g")
+        conn.execute("analyze app.wide_probe")
+        conn.execute("grant select on app.wide_probe to animedb_exporter")
+        h.list_for_export(conn, "app.wide_probe", "probe_id")
+        run_export(target, pg.settings(app_db), settle=NO_SETTLE)
+        chunks = conn.execute(
+            "select count(*) from etl.export_chunks where table_name = 'app.wide_probe'"
+        ).fetchone()
+    assert chunks == (4,)
+    pair = open_tables(target)["app.wide_probe"]
+    for table in pair.tables:
+        files = live.live_files(table).data
+        assert sum(f.record_count for f in files) == 3_000_000
+        assert all(f.record_count <= 1_000_000 for f in files), [f.record_count for f in files]
+    verified(target, pg, app_db)
