@@ -132,6 +132,33 @@ def test_exporter_handler_writes_the_lake(pg: Server, function: Function, s3: S3
     assert sum(t["rows"] for t in again["tables"] if t["table"] == "app.users") == 0
 
 
+def test_exporter_handler_maintains_the_lake_on_its_own_schedule(
+    pg: Server, function: Function, s3: S3Endpoint
+) -> None:
+    function.runs_as(db.EXPORTER_ROLE)
+    with pg.connect(function.dbname, autocommit=True) as conn:
+        add_users(conn, 3, prefix="kept")
+    time.sleep(exporter.run.DEFAULT_SETTLE.total_seconds() + 0.2)
+    export.handler({}, None)
+    result = export.handler({"task": "maintain"}, None)
+    done = result["maintenance"]
+    assert done["tables"] == 2 * len(export_tables(pg, function.dbname))  # every lake table
+    assert done["skipped"] == []
+    with pg.connect(function.dbname) as conn:
+        swept = conn.execute("select count(*) from etl.lake_maintenance where swept_at is not null")
+        assert swept.fetchone() == (done["tables"],)
+    # while another maintenance holds the lake, this one is skipped, not failed
+    with pg.connect(function.dbname, autocommit=True) as holder:
+        holder.execute("select pg_advisory_lock(%s)", (exporter.protocol.MAINTENANCE_LOCK_KEY,))
+        skipped = export.handler({"task": "maintain"}, None)
+    assert skipped["skipped"].startswith("another lake maintenance is running")
+
+
+def export_tables(pg: Server, dbname: str) -> list[str]:
+    with pg.connect(dbname) as conn:
+        return [str(r[0]) for r in conn.execute("select table_name from etl.exported_tables")]
+
+
 def test_the_tool_roles_must_give_the_token_here(pg: Server, function: Function) -> None:
     """The proof that the tests above prove something: in this database a tool role without
     the right password is turned away, and a wrong token is one clear line with no token."""
@@ -208,4 +235,6 @@ def test_events_with_unknown_fields_are_refused(function: Function) -> None:
     function.runs_as(db.EXPORTER_ROLE)
     with pytest.raises(runtime.RunFailed, match="unknown event field"):
         export.handler({"target": "s3://elsewhere"}, None)
+    with pytest.raises(runtime.RunFailed, match="task 'vacuum' is not one of run, maintain"):
+        export.handler({"task": "vacuum"}, None)
     assert function.presented == []  # refused before any work

@@ -20,6 +20,7 @@ from cfnlint.api import lint_file  # type: ignore[import-untyped]
 from cfnlint.config import ManualArgs  # type: ignore[import-untyped]
 
 from exporter.catalog import NAMESPACE_VARIABLE
+from exporter.maintenance import MAINTENANCE_VARIABLE, RETENTION_VARIABLE
 from tests import infra_helpers as infra
 from tests.infra_helpers import (
     as_list,
@@ -93,11 +94,23 @@ def test_both_schedules_retry_and_send_what_fails_to_the_dead_letter_queue(
     cfn: dict[str, Any],
 ) -> None:
     schedules = of_type(cfn, "AWS::Scheduler::Schedule")
-    targets = {references(s["Properties"]["Target"]["Arn"]).pop(): s for s in schedules.values()}
-    assert set(targets) == set(FUNCTIONS)
-    for function, interval in FUNCTIONS.items():
-        props = targets[function]["Properties"]
-        assert props["ScheduleExpression"] == {"Fn::Sub": f"rate(${{{interval}}} minutes)"}
+    targets = {
+        (
+            references(s["Properties"]["Target"]["Arn"]).pop(),
+            str(s["Properties"]["Target"]["Input"]),
+        ): s
+        for s in schedules.values()
+    }
+    expected = {
+        ("GeneratorFunction", "{'Ref': 'GeneratorTick'}"): "GeneratorIntervalMinutes",
+        ("ExporterFunction", "{}"): "ExporterIntervalMinutes",
+        ("ExporterFunction", '{"task": "maintain"}'): "MaintenanceIntervalHours",
+    }
+    assert set(targets) == set(expected)
+    for (function, event), interval in expected.items():
+        props = targets[(function, event)]["Properties"]
+        unit = "hours" if interval.endswith("Hours") else "minutes"
+        assert props["ScheduleExpression"] == {"Fn::Sub": f"rate(${{{interval}}} {unit})"}
         assert props["State"] == {"Ref": "SchedulesState"}
         assert props["Target"]["RetryPolicy"]["MaximumRetryAttempts"] >= 1
         assert props["Target"]["DeadLetterConfig"] == {
@@ -476,6 +489,8 @@ def test_functions_run_the_handlers_of_the_package(
             rds.USER_VARIABLE: DATABASE_USERS["ExporterFunction"],
             export.TARGET_VARIABLE: {"Fn::Sub": "s3://${LakeBucket}/lake"},
             NAMESPACE_VARIABLE: {"Ref": "LakeCatalog"},
+            RETENTION_VARIABLE: {"Ref": "LakeRetention"},
+            MAINTENANCE_VARIABLE: {"Ref": "LakeMaintenance"},
         },
     }
     for function, own in expected.items():
