@@ -22,6 +22,7 @@ from exporter.errors import ExportError, first_line
 from exporter.storage import S3Access
 
 READER_APPLICATION = "animedb-exporter-reader"
+SPILL_FOLDER = "duckdb-spill"
 
 
 def extension_file(module: ModuleType, name: str) -> Path:
@@ -115,8 +116,11 @@ def connect(
         settings["memory_limit"] = config.memory_limit
     if config.threads:
         settings["threads"] = config.threads
-    if config.temp_directory:
-        settings["temp_directory"] = config.temp_directory
+    # where DuckDB spills: a run gives its staging folder (swept when a killed run left it);
+    # otherwise the temporary folder, never the working directory (read-only on Lambda)
+    settings["temp_directory"] = config.temp_directory or str(
+        Path(tempfile.gettempdir()) / SPILL_FOLDER
+    )
     con = duckdb.connect(config=settings)
     _session_settings(con)
     postgres = extension_file(duckdb_extension_postgres_scanner, "postgres_scanner")

@@ -46,7 +46,7 @@ TARGET_FILE_SIZE = "write.target-file-size-bytes"
 MIN_MANIFESTS_TO_MERGE = "commit.manifest.min-count-to-merge"
 MANIFEST_TARGET_SIZE = "commit.manifest.target-size-bytes"
 PREVIOUS_VERSIONS_KEPT = 10  # metadata files kept besides the current one
-MANIFESTS_TO_MERGE = 16  # a snapshot's data (or delete) manifests merged into one at this count
+MANIFESTS_TO_MERGE = 4  # a snapshot's data (or delete) manifests merged into one at this count
 MANIFEST_TARGET_BYTES = 8 * 1024 * 1024  # manifests this large are left as they are
 
 _TAG = re.compile(r"run-([0-9]{1,18})")

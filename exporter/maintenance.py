@@ -60,7 +60,7 @@ DEFAULT_BUDGET = dt.timedelta(seconds=60)
 MIN_INPUT_FILES = 8  # small files (or delete files) a table gathers before a rewrite
 SMALL_SHARE = 0.75  # a file below this share of the target size is small
 DELETED_SHARE = 0.3  # a data file with this share of its rows deleted is rewritten
-MAX_INPUT_BYTES = 4 * 1024**3  # what one rewrite reads at most; the rest waits a turn
+MAX_INPUT_BYTES = 1024**3  # what one rewrite reads at most (its time stays bounded); the rest waits
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -249,6 +249,8 @@ def maintain_target(
         config or MaintenanceSettings.from_environment(), budget=None, enabled=True
     )
     storage = open_storage(target)
+    if not storage.is_s3 and not Path(storage.uri).is_dir():
+        raise ExportError(f"{storage.uri} holds no lake: export to it first (nothing maintained)")
     with storage_errors(storage.uri), Staging() as staging:
         storage.refuse_old_layout("which maintenance does not know")
         lake = open_lake(storage, catalog_name, namespace)
@@ -266,9 +268,7 @@ def maintain_target(
             try:
                 return maintain(lake, conn, con, staging, found, config, progress, dry_run=dry_run)
             except duckdb.Error as exc:
-                raise ExportError(
-                    f"maintenance could not read the lake: {first_line(exc)}"
-                ) from exc
+                raise ExportError(duck.explain(exc, storage.uri)) from exc
             finally:
                 con.close()
 
@@ -408,7 +408,7 @@ def _compact_current(ctx: _Context, table: Table, key_column: str) -> None:
     with DELETED_SHARE of their rows deleted, rewritten from their live rows; its delete files
     merged into one once there are MIN_INPUT_FILES of them, or whenever files are rewritten."""
     data, deletes = _added_since_rewrite(table)
-    if data < MIN_INPUT_FILES and deletes < MIN_INPUT_FILES:
+    if data < MIN_INPUT_FILES and deletes < MIN_INPUT_FILES and not _much_deleted(table):
         return
     files = live.live_files(table)
     deleted = _deleted_per_file(ctx, files)
@@ -420,9 +420,24 @@ def _compact_current(ctx: _Context, table: Table, key_column: str) -> None:
     ]
     chosen = heavy + (small if len(small) >= MIN_INPUT_FILES else [])
     chosen = _bounded(list({f.file_path: f for f in chosen}.values()))
-    if not chosen and len(files.deletes) < MIN_INPUT_FILES:
+    # positions of files no longer live (another engine rewrote them): dead weight to read
+    dangling = bool(set(deleted) - {f.file_path for f in files.data})
+    if not chosen and len(files.deletes) < MIN_INPUT_FILES and not dangling:
         return
     _rewrite(ctx, table, [chosen] if chosen else [], deletes=files.deletes, key_column=key_column)
+
+
+def _much_deleted(table: Table) -> bool:
+    """Whether the current snapshot's summary says DELETED_SHARE of the rows readers scan are
+    deleted (another engine's snapshot may carry no totals: then it says nothing)."""
+    snapshot = table.current_snapshot()
+    props = snapshot.summary.additional_properties if snapshot and snapshot.summary else {}
+    try:
+        records = int(props.get("total-records", "0"))
+        deleted = int(props.get("total-position-deletes", "0"))
+    except ValueError:
+        return False
+    return records > 0 and deleted / records >= DELETED_SHARE
 
 
 def _deleted_per_file(ctx: _Context, files: live.LiveFiles) -> dict[str, int]:
@@ -615,17 +630,21 @@ def _sweep(ctx: _Context, table: Table) -> bool:
             f"{table_name(table)}: its folder {folder} is outside the target, not swept"
         )
         return False
+    # the listing first, then the table as it is now: a file written after the listing is not
+    # in it, and one committed before the refresh is among the referenced
+    listing = storage.listing(folder)
     try:
+        table.refresh()
         needed = referenced(table)
     except Exception as exc:  # a manifest that cannot be read: then nothing is an orphan
         ctx.result.skipped.append(
-            f"{table_name(table)}: not swept, its metadata cannot be read ({exc})"
+            f"{table_name(table)}: not swept, its metadata cannot be read ({first_line(exc)})"
         )
         return False
     pending = ctx.pending_runs()
     cutoff = dt.datetime.now(dt.UTC) - ctx.settings.orphan_age
     gone: list[str] = []
-    for stored in storage.listing(folder):
+    for stored in listing:
         location = stored.location
         if location in needed or stored.modified > cutoff:
             continue

@@ -58,6 +58,11 @@ class Conflict(Exception):
     """The table no longer holds a file the snapshot was to remove: another writer changed it."""
 
 
+class Stale(Exception):
+    """Updates that no longer apply to the table as the catalog has it now: another writer
+    removed a snapshot or ref they name between our read and our commit."""
+
+
 class _Base(Transaction):
     """The state a producer builds on: the table as loaded. Nothing is ever staged in it, so
     its metadata is the table's own, not a deep copy made at every read."""
@@ -195,7 +200,10 @@ class _Producer(_SnapshotProducer["_Producer"]):
         # files of both kinds among the deleted
         added = len(self._added_data_files)
         self._added_data_files.extend(self._new_deletes)
-        self._deleted_data_files = set(self._removed.values())
+        removal = self._removal  # the removed files as the manifests have them (with a spec)
+        self._deleted_data_files = {
+            e.data_file for e in removal.deleted_data + removal.deleted_deletes
+        }
         try:
             return super()._summary(snapshot_properties or {})
         finally:
@@ -284,8 +292,12 @@ def commit(
     """Commit updates through the catalog; the table then holds the new metadata. The metadata
     files that fell out of its log are deleted when the table says so
     (write.metadata.delete-after-commit.enabled). Raises pyiceberg's CommitFailedException when
-    a requirement no longer holds: nothing was committed then."""
-    response = table.catalog.commit_table(table, requirements, updates)
+    a requirement no longer holds, Stale when an update no longer applies (the catalog applies
+    them to its newest metadata): nothing was committed then."""
+    try:
+        response = table.catalog.commit_table(table, requirements, updates)
+    except ValueError as exc:  # pyiceberg's word for an update that does not apply
+        raise Stale(str(exc).splitlines()[0][:300]) from exc
     base = table.metadata
     table.metadata = response.metadata
     table.metadata_location = response.metadata_location

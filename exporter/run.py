@@ -138,7 +138,7 @@ def _run(
                 summary.maintenance = maintenance.after_run(
                     lake, conn, con, staging, changed, upkeep, progress
                 )
-            except (ExportError, duckdb.Error, psycopg.Error, OSError) as exc:
+            except Exception as exc:  # the run stands, whatever failed after it: one line
                 raise ExportError(
                     f"run {run.run_id} is committed; then the lake's maintenance failed: "
                     f"{first_line(exc)} (the next run tries it again)"
@@ -197,7 +197,11 @@ def _start_or_resume(
     for name in sorted(_touched(conn, lake, parts, run)):
         table = tables[name]
         existing = load_pair(lake, table.lake_name)
-        plans[name] = (existing, _evolution(con, table, existing[0]))
+        if table.signature == table.recorded_signature and None not in existing:
+            # the columns the target's lake tables last followed: nothing to evolve
+            plans[name] = (existing, schema.Evolution(table.name, {}))
+        else:
+            plans[name] = (existing, _evolution(con, table, existing[0]))
     if bounds is not None:
         run = protocol.record_pending_run(conn, lake.key, bounds, windows)
     assert run is not None

@@ -5,9 +5,9 @@ Every commit is optimistic: built on the table as loaded, committed only if main
 commit adds never depends on another writer's files except where it must (a run's position
 deletes name rows of the live files, so they are computed again; a rewrite names the files it
 replaces, and gives up if one is gone). Each commit is exactly-once by a marker in its snapshot's
-summary, stored atomically with it: a run's id, or a rewrite's job id. `committed` finds it by
-walking main's history back to the run's start, so a crash after any commit is resumed without
-committing twice, whatever happened to the tags.
+summary, stored atomically with it (with the run's tag, for a run): a run's id, or a rewrite's
+job id. `committed` finds it by walking main's history back to the run's start, so a crash after
+any commit is resumed without committing twice, even where a tag went missing.
 
 Run tags: a run tags the snapshot it adds to a table, `run-<id>`, in the same commit, and "the
 lake as of run N" is the newest run tag at or before N in every table (a table the run did not
@@ -106,30 +106,21 @@ def ancestry(metadata: TableMetadata) -> list[Snapshot]:
 
 def committed(table: Table, marker: Marker, since_ms: int) -> Snapshot | None:
     """The snapshot on main carrying the marker, among those committed since `since_ms` (when
-    the run or job began); None when there is none. Raises when the history since then is gone
-    (another writer expired it), so that whether the commit happened cannot be told."""
-    last = None
+    the run or job began, less a clock skew), as far back as the table's history still goes;
+    None when there is none."""
     for snapshot in ancestry(table.metadata):
         summary = snapshot.summary.additional_properties if snapshot.summary else {}
         if summary.get(marker.key) == marker.value:
             return snapshot
         if snapshot.timestamp_ms < since_ms - CLOCK_SKEW_MS:
             return None
-        last = snapshot
-    # the oldest snapshot left has lost its parent (expired): if that happened after the run
-    # began, the marker may have gone with it
-    if last is not None and (last.sequence_number or 0) > 1 and last.timestamp_ms > since_ms:
-        raise ExportError(
-            f"cannot tell whether {marker.key}={marker.value} was committed to "
-            f"{table_name(table)}: another writer expired the snapshots made since it began; "
-            "expire snapshots only older than a day (history.expire.max-snapshot-age-ms), "
-            "then abandon that run (`animedb export abandon`) or export to a new target"
-        )
     return None
 
 
 def run_committed(table: Table, run_id: int, since_ms: int) -> Snapshot | None:
-    """The snapshot a run committed to the table, by its tag or its marker."""
+    """The snapshot a run committed to the table, by its tag or its marker. Both are stored
+    with the snapshot in one commit, so a run without either did not commit there: another
+    writer's expiry, which keeps every tagged snapshot, cannot take the evidence away."""
     ref = table.metadata.refs.get(layout.tag(run_id))
     if ref is not None:
         return table.metadata.snapshot_by_id(ref.snapshot_id)
@@ -154,38 +145,43 @@ def commit(
     loaded again and `build` called again on the new state. Returns the snapshot (the one a
     crashed earlier try committed, when the marker shows one), or None when `build` finds
     nothing to commit. Raises Conflict when a file the change removes is gone."""
-    for attempt in range(ATTEMPTS):
-        done = committed(table, marker, since_ms)
-        if done is not None:
-            if tag is not None and tag not in table.metadata.refs:
-                _commit_refs(table, tag, done.snapshot_id, retention_ms)
-            return done
-        change = build(table)
-        if change is None:
-            return None
-        summary = {**change.summary, marker.key: marker.value}
-        try:
+    change = None
+    try:
+        for attempt in range(ATTEMPTS):
+            ref = table.metadata.refs.get(tag) if tag is not None else None
+            if ref is not None:
+                return table.metadata.snapshot_by_id(ref.snapshot_id)
+            done = committed(table, marker, since_ms)
+            if done is not None:
+                if tag is not None:
+                    _commit_refs(table, tag, done.snapshot_id, retention_ms)
+                return done
+            change = build(table)
+            if change is None:
+                return None
+            summary = {**change.summary, marker.key: marker.value}
             built = pyiceberg_hooks.build_snapshot(
                 table, change.operation, summary, change.data, change.deletes, change.removed
             )
-        except Conflict:
-            if change.discard:
-                change.discard()
-            raise
-        updates: tuple[TableUpdate, ...] = built.updates
-        if tag is not None:
-            updates += tag_updates(table.metadata, tag, built.snapshot_id, retention_ms)
-        updates += _property_updates(table, properties or {})
-        try:
-            pyiceberg_hooks.commit(table, updates, built.requirements)
-        except CommitFailedException:
-            built.discard()
-            if change.discard:
-                change.discard()
-            _backoff(attempt)
-            table.refresh()
-            continue
-        return table.metadata.snapshot_by_id(built.snapshot_id)
+            updates: tuple[TableUpdate, ...] = built.updates
+            if tag is not None:
+                updates += tag_updates(table.metadata, tag, built.snapshot_id, retention_ms)
+            updates += _property_updates(table, properties or {})
+            try:
+                pyiceberg_hooks.commit(table, updates, built.requirements)
+            except (CommitFailedException, pyiceberg_hooks.Stale):
+                built.discard()  # its manifests; the change's files serve the next attempt
+                _backoff(attempt)
+                table.refresh()
+                continue
+            change = None  # committed: its files are the table's now
+            return table.metadata.snapshot_by_id(built.snapshot_id)
+    except Conflict:
+        if change is not None and change.discard:
+            change.discard()
+        raise
+    if change is not None and change.discard:
+        change.discard()
     raise ExportError(
         f"{table_name(table)} changed under {ATTEMPTS} commits in a row (other writers): "
         "nothing of this one was committed; run again"
@@ -242,7 +238,7 @@ def _commit_refs(table: Table, tag: str, snapshot_id: int, retention_ms: int) ->
                 table, updates, (AssertTableUUID(uuid=table.metadata.table_uuid),)
             )
             return
-        except CommitFailedException:
+        except (CommitFailedException, pyiceberg_hooks.Stale):
             table.refresh()
             if tag in table.metadata.refs:
                 return
@@ -344,7 +340,7 @@ def expire(table: Table, retention_ms: int) -> Expiry:
         try:
             pyiceberg_hooks.commit(table, updates, requirements)
             return expiry
-        except CommitFailedException:
+        except (CommitFailedException, pyiceberg_hooks.Stale):
             _backoff(attempt)
             table.refresh()
     raise ExportError(
