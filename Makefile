@@ -9,7 +9,7 @@ SHARED_PAGES ?= ../shared/fixtures/myanimelist
 REPLAY_URLS := https://myanimelist.net/topanime.php,https://myanimelist.net/anime/season/2018/spring,https://myanimelist.net/anime/producer/1/Studio_Pierrot,https://myanimelist.net/anime/6/Trigun,https://myanimelist.net/anime/35073/Overlord_II/characters,https://myanimelist.net/manga/11/Naruto,https://myanimelist.net/people/99/Miyuki_Sawashiro
 
 .PHONY: install install-bench test lint typecheck pytest demo db layers crawl-replay bench bench-crawl \
-	bench-generate bench-export clean
+	bench-generate bench-export bench-aging clean
 
 install: $(STAMP)
 
@@ -64,7 +64,7 @@ $(VENV)/.installed-bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-bench: bench-crawl bench-generate bench-export
+bench: bench-crawl bench-generate bench-export bench-aging
 
 bench-crawl: install
 	$(BIN)/python -m bench.bench_crawl --pages "$(SHARED_PAGES)" --replay-urls "$(REPLAY_URLS)"
@@ -74,6 +74,11 @@ bench-generate: install
 
 bench-export: install-bench
 	$(BIN)/python -m bench.bench_export
+
+# a lake's age: ROUNDS rounds of a small tick and a run, with maintenance and without
+ROUNDS ?= 1000
+bench-aging: install
+	$(BIN)/python -m bench.bench_aging --rounds $(ROUNDS)
 
 clean:
 	rm -rf target logs dbt_packages lake .pytest_cache .mypy_cache .ruff_cache
