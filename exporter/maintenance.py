@@ -467,6 +467,7 @@ def _rewrite(
         return
     job = layout.new_job()
     since_ms = snapshots.now_ms()
+    base = table.metadata.current_snapshot_id  # the state the rewrite reads
     folder = ctx.staging.folder(f"rewrite-{job}")
     written: list[Written] = []
     new_data: list[DataFile] = []
@@ -494,10 +495,14 @@ def _rewrite(
             storage.delete(w.location)
         protocol.forget_files(ctx.conn, [w.location for w in written])
 
+    def build(current: Table) -> Change:
+        snapshots.no_deletes_since(current, base)
+        return Change({}, data=new_data, deletes=new_deletes, removed=removed, discard=discard)
+
     pause_if_asked("after_rewrite_files")
     snapshots.commit(
         table,
-        lambda _: Change({}, data=new_data, deletes=new_deletes, removed=removed, discard=discard),
+        build,
         marker=Marker.job(job),
         since_ms=since_ms,
         retention_ms=ctx.settings.retention_ms,

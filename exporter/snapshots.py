@@ -117,6 +117,28 @@ def committed(table: Table, marker: Marker, since_ms: int) -> Snapshot | None:
     return None
 
 
+def no_deletes_since(table: Table, base: int | None) -> None:
+    """Raise Conflict unless every commit made on main since snapshot `base` only added data
+    files: a rewrite read its files' live rows at `base`, so a delete committed since (a run's
+    position deletes, another engine's) would come back to life in what it wrote, and a file
+    another writer removed since would be removed twice."""
+    for snapshot in ancestry(table.metadata):
+        if snapshot.snapshot_id == base:
+            return
+        summary = snapshot.summary
+        props = summary.additional_properties if summary is not None else {}
+        if summary is None or summary.operation != Operation.APPEND or any(
+            int(props.get(key, "0") or 0)
+            for key in ("added-delete-files", "deleted-data-files", "removed-delete-files")
+        ):
+            raise Conflict(
+                f"snapshot {snapshot.snapshot_id} ({summary.operation.value if summary else '?'})"
+                " changed rows or files since the rewrite read them"
+            )
+    if base is not None:
+        raise Conflict(f"snapshot {base}, which the rewrite read, is no longer in the history")
+
+
 def run_committed(table: Table, run_id: int, since_ms: int) -> Snapshot | None:
     """The snapshot a run committed to the table, by its tag or its marker. Both are stored
     with the snapshot in one commit, so a run without either did not commit there: another

@@ -21,6 +21,7 @@ from exporter.maintenance import (
     RETENTION_VARIABLE,
     TARGET_FILE_VARIABLE,
 )
+from exporter.pauses import PAUSE_VARIABLE
 from tests import exporter_helpers as h
 from tests.exporter_helpers import NO_SETTLE
 from tests.lake_helpers import every_table, lake_count, local, open_tables, reader, scan, tags
@@ -278,3 +279,42 @@ def test_maintain_where_there_is_no_lake_is_one_line(
     proc = h.run_cli(h.exporter_env(pg, app_db), "maintain", "--target", str(missing))
     h.assert_refused(proc, str(missing), "holds no lake")
     assert not missing.exists()
+
+
+def test_a_rewrite_that_meets_new_deletes_waits_for_its_next_turn(
+    pg: Server, app_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`maintain` reads a current-state file with many deleted rows and writes its live rows
+    anew; before it commits, a run deletes more rows of that file. Committing the rewrite then
+    would bring those rows back: it is dropped instead, its files deleted, and the next turn
+    does it right."""
+    monkeypatch.setenv(MAINTENANCE_VARIABLE, "off")  # the runs leave the lake to `maintain`
+    target = str(tmp_path / "lake")
+    env = {**h.exporter_env(pg, app_db), MAINTENANCE_VARIABLE: "off"}
+    settings = pg.settings(app_db)
+    with pg.connect(app_db, autocommit=True) as conn:
+        users = h.add_users(conn, 60, prefix="meet")
+        run_export(target, settings, settle=NO_SETTLE)
+        conn.execute("update app.users set bio = 'half' where user_id = any(%s)", (users[:30],))
+        run_export(target, settings, settle=NO_SETTLE)  # the first file: half its rows deleted
+
+        slow = h.spawn_cli(
+            {**env, PAUSE_VARIABLE: "after_rewrite_files:6"}, "maintain", "--target", target
+        )
+        h.wait_for_line(slow, "paused at after_rewrite_files")
+        conn.execute(
+            "update app.users set bio = 'meanwhile' where user_id = any(%s)", (users[40:50],)
+        )
+        run_export(target, settings, settle=NO_SETTLE)  # deletes rows of the file being rewritten
+        out, err = slow.communicate(timeout=120)
+        assert slow.returncode == 0, err
+    assert "another writer changed it" in out  # the rewrite waits, and says why
+    h.assert_exact(target, pg, app_db)
+    users_table = open_tables(target)["app.users"].current
+    rewrites = list((Path(local(users_table.location())) / "data").glob("rewrite-*/*"))
+    assert not rewrites  # the dropped rewrite's files are gone
+    proc = h.run_cli(env, "maintain", "--target", target, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rewritten_files"] >= 2
+    checks = {c.table: c for c in h.assert_exact(target, pg, app_db)}
+    assert checks["app.users"].lake_rows == 60
