@@ -17,6 +17,7 @@ import datetime as dt
 import math
 import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -46,6 +47,8 @@ CHUNK_WORKERS = 2  # chunks of a large window written at once
 DELETES_CHUNK = -1  # etl.export_chunks' row for a run's delete rows of a table
 SAMPLED_PAGES = 1600  # pages sampled per chunk a large first load is cut into
 CHUNK_FILL = 0.8  # the share of the bound a sampled chunk aims at
+SCAN_CHUNKS = 8  # a first load of up to this many chunks is written in one scan of the table
+SCAN_CHUNK = "_animedb_chunk"  # the column that sends a row to its chunk's file
 
 
 def chunk_rows() -> int:
@@ -233,7 +236,7 @@ class ChunkWriter:
         with gaps still give bounded files); one open range for a window that fits one chunk.
         `estimate`: the window's rows as `_estimate` gives them (a first load's)."""
         condition = sql.SQL(window.condition(table.cursor_column))  # type: ignore[arg-type,unused-ignore]
-        if estimate is not None and estimate > 2 * rows_per_chunk:
+        if estimate is not None and estimate > rows_per_chunk:
             sampled = self._sampled_ranges(table, window, rows_per_chunk)
             if sampled is not None:
                 return sampled
@@ -286,27 +289,52 @@ class ChunkWriter:
         percent = 100.0 * SAMPLED_PAGES * rows_per_page / rows_per_chunk
         if percent > 50:
             return None
-        keys = sorted(
-            int(k)
-            for (k,) in self.conn.execute(
-                sql.SQL("select {k} from {t} tablesample system ({p}) where ").format(
+        rows = float(row[1])  # the planner's estimate, then the sample's own
+        found: tuple[Any, ...] | None = None
+        for _ in range(2):
+            count = max(1, math.ceil(rows / (rows_per_chunk * CHUNK_FILL)))
+            fractions = [i / count for i in range(1, count)]
+            # PostgreSQL sorts the sampled keys and returns only the cut points
+            found = self.conn.execute(
+                sql.SQL(
+                    "select count(*), percentile_disc({f}::float8[]) within group (order by {k})"
+                    " from {t} tablesample system ({p}) where "
+                ).format(
+                    f=sql.Literal(fractions),
                     k=sql.Identifier(table.key_column),
                     t=table.identifier(),
                     p=sql.Literal(percent),
                 )
                 + sql.SQL(window.condition(table.cursor_column))  # type: ignore[arg-type,unused-ignore]
-            )
-        )
-        if len(keys) < SAMPLED_PAGES:  # a window the sample barely saw
-            return None
-        rows = len(keys) * 100.0 / percent
-        count = max(1, math.ceil(rows / (rows_per_chunk * CHUNK_FILL)))
-        cuts = sorted({keys[len(keys) * i // count] for i in range(1, count)})
+            ).fetchone()
+            assert found is not None
+            if found[0] < SAMPLED_PAGES:  # a window the sample barely saw
+                return None
+            sampled = found[0] * 100.0 / percent
+            if sampled <= rows * 1.1:
+                break
+            rows = sampled  # the estimate was stale: cut again for the rows the sample saw
+        assert found is not None
+        cuts = sorted({int(k) for k in found[1] or []})
         bounds: list[int | None] = [None, *cuts]
         return [
             (lo, hi - 1 if hi is not None else None)
             for lo, hi in zip(bounds, [*cuts, None], strict=True)
         ]
+
+    def _select(self, pair: Pair, table: ExportedTable) -> tuple[str, str]:
+        """The select list of the change log's file of a window (the current state's is the
+        same file) and its FIELD_IDS."""
+        source = {c: f'"{c}"' for c in table.columns}
+        return select_list(
+            pair.changes.schema(),
+            {
+                **source,
+                layout.RUN_COLUMN: str(self.run.run_id),
+                layout.DELETED_COLUMN: "false",
+                layout.EXPORTED_AT_COLUMN: self.exported_at,
+            },
+        )
 
     def _write_chunk(
         self,
@@ -323,41 +351,91 @@ class ChunkWriter:
             where += f' and "{table.key_column}" >= {int(chunk.key_lo)}'
         if chunk.key_hi is not None:
             where += f' and "{table.key_column}" <= {int(chunk.key_hi)}'
-        source = {c: f'"{c}"' for c in table.columns}
-        changes_select, changes_ids = select_list(
-            pair.changes.schema(),
-            {
-                **source,
-                layout.RUN_COLUMN: str(self.run.run_id),
-                layout.DELETED_COLUMN: "false",
-                layout.EXPORTED_AT_COLUMN: self.exported_at,
-            },
-        )
-        name = f"chunk-{chunk.chunk:05d}.parquet"
-        staged = self.staging.file(f"{table.lake_name}_changes_{name}")
-        changes_at = layout.run_location(pair.changes.location(), self.run.run_id, name)
-        current_at = layout.run_location(pair.current.location(), self.run.run_id, name)
+        select, ids = self._select(pair, table)
+        staged = self.staging.file(f"{table.lake_name}_changes_chunk-{chunk.chunk:05d}.parquet")
         try:
             rows = duck.copy_to_parquet(
                 con,
-                f"select {changes_select} from {table.duckdb_name('pg')} where {where}",
+                f"select {select} from {table.duckdb_name('pg')} where {where}",
                 staged,
                 parallel_scan=single and first_load(window),
-                field_ids=changes_ids,
+                field_ids=ids,
             )
-            files: dict[str, Any] = {}
-            if rows:
-                changes = self._put(staged, changes_at, rows)
-                self.storage.copy(changes_at, current_at)
-                files["changes"] = changes.to_json()
-                files["current"] = Written(
-                    current_at, changes.bytes, changes.sha256, rows
-                ).to_json()
-            else:  # what an earlier try left, if any
-                self.storage.delete(changes_at)
-                self.storage.delete(current_at)
+            return self._place(staged if rows else None, pair, chunk, rows)
         finally:
             staged.unlink(missing_ok=True)
+
+    def _write_in_one_scan(
+        self, pair: Pair, table: ExportedTable, window: protocol.Window, todo: list[protocol.Chunk]
+    ) -> Iterator[protocol.Chunk]:
+        """A first load of a few chunks, as bare DuckDB would write it: one parallel scan of
+        the table, its rows sent to each chunk's file by key (one partitioned COPY); then each
+        chunk put in place and recorded. Killed before the last is recorded, the chunks left
+        are written one by one by the run that resumes it."""
+        key = f'"{table.key_column}"'
+        cases = " ".join(
+            f"when {key} <= {int(c.key_hi)} then {i}"
+            for i, c in enumerate(todo[:-1])
+            if c.key_hi is not None
+        )
+        which = f"case {cases} else {len(todo) - 1} end" if cases else "0"
+        select, ids = self._select(pair, table)
+        folder = self.staging.folder(f"{table.lake_name}_scan")
+        try:
+            duck.copy_to_parquet(
+                self.con,
+                f"select {select}, {which} as {SCAN_CHUNK} from {table.duckdb_name('pg')}"
+                f" where {window.condition(table.cursor_column)}",
+                folder,
+                parallel_scan=True,
+                field_ids=ids,
+                options=f"PARTITION_BY ({SCAN_CHUNK}), OVERWRITE_OR_IGNORE",
+            )
+            outputs = [
+                sorted((folder / f"{SCAN_CHUNK}={i}").glob("*.parquet")) for i in range(len(todo))
+            ]
+            # checksums, uploads and copies in threads (they leave the GIL), records in order
+            with concurrent.futures.ThreadPoolExecutor(CHUNK_WORKERS) as pool:
+                placed = [
+                    pool.submit(self._place_output, files, pair, chunk)
+                    for files, chunk in zip(outputs, todo, strict=True)
+                ]
+                for chunk, future in zip(todo, placed, strict=True):
+                    done = future.result()
+                    if done is None:  # DuckDB split it in several files: written by itself
+                        done = self._write_chunk(pair, table, window, chunk, False, self.con)
+                    yield self._recorded(done)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _place_output(
+        self, files: list[Path], pair: Pair, chunk: protocol.Chunk
+    ) -> protocol.Chunk | None:
+        """A chunk of a partitioned COPY put in place: its one file, or no rows when there is
+        none; None when there are several."""
+        if len(files) > 1:
+            return None
+        with duckdb.connect() as con:  # a thread's own: footers only, no PostgreSQL
+            rows = duck.parquet_rows(con, str(files[0])) if files else 0
+        return self._place(files[0] if files else None, pair, chunk, rows)
+
+    def _place(
+        self, staged: Path | None, pair: Pair, chunk: protocol.Chunk, rows: int
+    ) -> protocol.Chunk:
+        """A chunk's staged file (None: it has no rows) put in the change log's folder, and a
+        copy in the current state's; with no rows, what an earlier try left there is deleted."""
+        name = f"chunk-{chunk.chunk:05d}.parquet"
+        changes_at = layout.run_location(pair.changes.location(), self.run.run_id, name)
+        current_at = layout.run_location(pair.current.location(), self.run.run_id, name)
+        files: dict[str, Any] = {}
+        if staged is not None and rows:
+            changes = self._put(staged, changes_at, rows)
+            self.storage.copy(changes_at, current_at)
+            files["changes"] = changes.to_json()
+            files["current"] = Written(current_at, changes.bytes, changes.sha256, rows).to_json()
+        else:
+            self.storage.delete(changes_at)
+            self.storage.delete(current_at)
         chunk.files, chunk.rows = files, rows
         return chunk
 
@@ -438,7 +516,11 @@ class ChunkWriter:
                 kept = [c for c in recorded if self._in_place(c)]
                 out.kept = len(kept)
                 todo = [c for c in recorded if c not in kept]
-                for chunk in [*kept, *self._write_chunks(pair, table, window, todo, single)]:
+                if not kept and 1 < len(todo) <= SCAN_CHUNKS and first_load(window):
+                    written = self._write_in_one_scan(pair, table, window, todo)
+                else:
+                    written = self._write_chunks(pair, table, window, todo, single)
+                for chunk in [*kept, *written]:
                     files = chunk.files or {}
                     if "changes" in files:
                         out.changes.append(Written.from_json(files["changes"]))

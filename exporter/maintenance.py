@@ -58,7 +58,9 @@ DEFAULT_ORPHAN_AGE = dt.timedelta(days=3)  # Iceberg's remove_orphan_files defau
 DEFAULT_TARGET_FILE_MB = 128
 DEFAULT_BUDGET = dt.timedelta(seconds=60)
 MIN_INPUT_FILES = 8  # small files (or delete files) a table gathers before a rewrite
-SMALL_SHARE = 0.75  # a file below this share of the target size is small
+# a file below this share of the target size is small: a run's delta, a rewrite still growing;
+# not a chunk of a first load (tens of MB), which rewriting would only cost a sort of the table
+SMALL_SHARE = 0.25
 DELETED_SHARE = 0.3  # a data file with this share of its rows deleted is rewritten
 MAX_INPUT_BYTES = 1024**3  # what one rewrite reads at most (its time stays bounded); the rest waits
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -344,8 +346,9 @@ def _sweep_due(ctx: _Context, table: Table) -> bool:
 
 
 def _added_since_rewrite(table: Table) -> tuple[int, int]:
-    """(data files, delete files) added since the last rewrite, ours or another engine's: a
-    cheap, in-memory reason to read the manifests and plan one."""
+    """(commits that added data files, commits that added delete files) since the last
+    rewrite, ours or another engine's: a cheap, in-memory reason to read the manifests and
+    plan one. Commits, not files: a first load's many chunk files are one commit."""
     data = deletes = 0
     for snapshot in snapshots.ancestry(table.metadata):
         summary = snapshot.summary
@@ -358,8 +361,8 @@ def _added_since_rewrite(table: Table) -> tuple[int, int]:
             or int(props.get("deleted-data-files", "0")) > 0
         ):
             break
-        data += int(props.get("added-data-files", "0"))
-        deletes += int(props.get("added-delete-files", "0"))
+        data += int(props.get("added-data-files", "0")) > 0
+        deletes += int(props.get("added-delete-files", "0")) > 0
     return data, deletes
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from pyiceberg.exceptions import CommitFailedException
@@ -93,15 +93,13 @@ def _snapshots(metadata: TableMetadata) -> dict[int, Snapshot]:
     return {s.snapshot_id: s for s in metadata.snapshots}
 
 
-def ancestry(metadata: TableMetadata) -> list[Snapshot]:
+def ancestry(metadata: TableMetadata) -> Iterator[Snapshot]:
     """Main's snapshots, newest first, back to the oldest one the table still has."""
     by_id = _snapshots(metadata)
-    found = []
     snapshot = by_id.get(metadata.current_snapshot_id or -1)
     while snapshot is not None:
-        found.append(snapshot)
+        yield snapshot
         snapshot = by_id.get(snapshot.parent_snapshot_id or -1)
-    return found
 
 
 def committed(table: Table, marker: Marker, since_ms: int) -> Snapshot | None:
@@ -127,9 +125,13 @@ def no_deletes_since(table: Table, base: int | None) -> None:
             return
         summary = snapshot.summary
         props = summary.additional_properties if summary is not None else {}
-        if summary is None or summary.operation != Operation.APPEND or any(
-            int(props.get(key, "0") or 0)
-            for key in ("added-delete-files", "deleted-data-files", "removed-delete-files")
+        if (
+            summary is None
+            or summary.operation != Operation.APPEND
+            or any(
+                int(props.get(key, "0") or 0)
+                for key in ("added-delete-files", "deleted-data-files", "removed-delete-files")
+            )
         ):
             raise Conflict(
                 f"snapshot {snapshot.snapshot_id} ({summary.operation.value if summary else '?'})"
