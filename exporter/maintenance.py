@@ -345,10 +345,11 @@ def _sweep_due(ctx: _Context, table: Table) -> bool:
 # --- compaction ------------------------------------------------------------------------------
 
 
-def _added_since_rewrite(table: Table) -> tuple[int, int]:
-    """(commits that added data files, commits that added delete files) since the last
-    rewrite, ours or another engine's: a cheap, in-memory reason to read the manifests and
-    plan one. Commits, not files: a first load's many chunk files are one commit."""
+def _added_since_rewrite(ctx: _Context, table: Table) -> tuple[int, int]:
+    """(small data files, delete files) added since the last rewrite, ours or another
+    engine's, from the snapshots' summaries: a cheap, in-memory reason to read the manifests
+    and plan one. A commit's files count as small when their average size is (a run's delta,
+    a first load in tiny chunks), not when it added a first load's large chunks."""
     data = deletes = 0
     for snapshot in snapshots.ancestry(table.metadata):
         summary = snapshot.summary
@@ -361,8 +362,11 @@ def _added_since_rewrite(table: Table) -> tuple[int, int]:
             or int(props.get("deleted-data-files", "0")) > 0
         ):
             break
-        data += int(props.get("added-data-files", "0")) > 0
-        deletes += int(props.get("added-delete-files", "0")) > 0
+        added = int(props.get("added-data-files", "0"))
+        size = int(props.get("added-files-size", "0"))
+        if added and size / added < SMALL_SHARE * ctx.settings.target_file_bytes:
+            data += added
+        deletes += int(props.get("added-delete-files", "0"))
     return data, deletes
 
 
@@ -386,7 +390,7 @@ def _compact_changes(ctx: _Context, table: Table) -> None:
     """Each partition's small files rewritten into files of the target size: a partition of
     an earlier day (no run adds to it any more) once it has two, the current day's once it has
     MIN_INPUT_FILES."""
-    data, _ = _added_since_rewrite(table)
+    data, _ = _added_since_rewrite(ctx, table)
     if data < MIN_INPUT_FILES:
         return
     files = live.live_files(table)
@@ -410,7 +414,7 @@ def _compact_current(ctx: _Context, table: Table, key_column: str) -> None:
     """The current state's small files, once there are MIN_INPUT_FILES of them, and its files
     with DELETED_SHARE of their rows deleted, rewritten from their live rows; its delete files
     merged into one once there are MIN_INPUT_FILES of them, or whenever files are rewritten."""
-    data, deletes = _added_since_rewrite(table)
+    data, deletes = _added_since_rewrite(ctx, table)
     if data < MIN_INPUT_FILES and deletes < MIN_INPUT_FILES and not _much_deleted(table):
         return
     files = live.live_files(table)

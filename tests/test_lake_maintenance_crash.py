@@ -87,15 +87,16 @@ def test_a_run_resumed_after_a_large_compaction_keeps_its_files(
     """The loss this repeats: with a compaction of 200 files or more, a run resumed after the
     compaction's commit deleted the compaction's own committed files (its folder was cleaned as
     a killed try's leftovers), and every later run failed. 600k users in chunks of 1,000 rows,
-    a third updated, the run killed after its commits (or, now that rewrites come after the
-    run's commit, after its maintenance's rewrite), then a run."""
+    half of them updated (so that the current state is rewritten: half its rows deleted), the
+    run killed after its commits (or, now that rewrites come after the run's commit, after its
+    maintenance's rewrite), then a run."""
     monkeypatch.setenv(CHUNK_ROWS_VARIABLE, "1000")
     env = h.exporter_env(pg, app_db, **{CHUNK_ROWS_VARIABLE: "1000"})
     target = str(tmp_path / "lake")
     with pg.connect(app_db, autocommit=True) as conn:
         users = h.add_users(conn, 600_000, prefix="many")
         run_export(target, pg.settings(app_db), settle=NO_SETTLE)
-        conn.execute("update app.users set bio = 'third' where user_id = any(%s)", (users[::3],))
+        conn.execute("update app.users set bio = 'half' where user_id = any(%s)", (users[::2],))
         h.kill_at(env, target, step)
     proc = h.run_cli(env, "run", "--target", target, "--settle", "0", "--json")
     assert proc.returncode == 0, proc.stderr
