@@ -41,6 +41,7 @@ class Committer:
         *,
         retention_ms: int,
         properties: dict[str, str],
+        expire: bool = True,
     ) -> None:
         self.con, self.writer, self.run, self.progress = con, writer, run, progress
         self.storage = writer.storage
@@ -48,6 +49,8 @@ class Committer:
         self.since_ms = int(run.started_at.timestamp() * 1000)
         self.marker = Marker.run(run.run_id)
         self.summary = {layout.BOUND_TIME: run.bound_time.isoformat()}
+        # the history the run's commits expired on the way (None: expiry is left to others)
+        self.expired = snapshots.Expiry() if expire else None
 
     def commit_tables(self, parts: list[TableRun]) -> None:
         """Every touched table's snapshots, table by table, each table done when both are in."""
@@ -72,6 +75,7 @@ class Committer:
                 tag=layout.tag(self.run.run_id),
                 retention_ms=self.retention_ms,
                 properties=self.properties,
+                expired=self.expired,
             )
         return done is not None
 

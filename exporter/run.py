@@ -116,6 +116,7 @@ def _run(
                 progress,
                 retention_ms=upkeep.retention_ms,
                 properties=upkeep.properties(),
+                expire=upkeep.enabled,
             )
             committer.commit_tables(parts)
             pause_if_asked("after_commits")
@@ -138,6 +139,10 @@ def _run(
                 summary.maintenance = maintenance.after_run(
                     lake, conn, con, staging, changed, upkeep, progress
                 )
+                if summary.maintenance is not None and committer.expired is not None:
+                    # what the run's own commits expired on the way
+                    summary.maintenance.expired_snapshots += len(committer.expired.snapshots)
+                    summary.maintenance.expired_tags += len(committer.expired.tags)
             except Exception as exc:  # the run stands, whatever failed after it: one line
                 raise ExportError(
                     f"run {run.run_id} is committed; then the lake's maintenance failed: "

@@ -163,9 +163,12 @@ def commit(
     tag: str | None = None,
     retention_ms: int,
     properties: dict[str, str] | None = None,
+    expired: Expiry | None = None,
 ) -> Snapshot | None:
     """Commit what `build` makes of the table's current state, exactly once, with `tag` on the
-    new snapshot and `properties` set on the table. After a concurrent commit the table is
+    new snapshot and `properties` set on the table; with `expired`, the commit also expires
+    the history past the retention (what `expire` would, without a commit of its own), and
+    adds what it removed to `expired`. After a concurrent commit the table is
     loaded again and `build` called again on the new state. Returns the snapshot (the one a
     crashed earlier try committed, when the marker shows one), or None when `build` finds
     nothing to commit. Raises Conflict when a file the change removes is gone."""
@@ -191,6 +194,8 @@ def commit(
             if tag is not None:
                 updates += tag_updates(table.metadata, tag, built.snapshot_id, retention_ms)
             updates += _property_updates(table, properties or {})
+            expiry = plan_expiry(table.metadata, retention_ms) if expired is not None else Expiry()
+            updates += _expiry_updates(expiry)
             try:
                 pyiceberg_hooks.commit(table, updates, built.requirements)
             except (CommitFailedException, pyiceberg_hooks.Stale):
@@ -199,6 +204,9 @@ def commit(
                 table.refresh()
                 continue
             change = None  # committed: its files are the table's now
+            if expired is not None:
+                expired.tags += expiry.tags
+                expired.snapshots += expiry.snapshots
             return table.metadata.snapshot_by_id(built.snapshot_id)
     except Conflict:
         if change is not None and change.discard:
@@ -342,6 +350,15 @@ def plan_expiry(metadata: TableMetadata, retention_ms: int, now: int | None = No
     return expiry
 
 
+def _expiry_updates(expiry: Expiry) -> tuple[TableUpdate, ...]:
+    updates: tuple[TableUpdate, ...] = tuple(
+        RemoveSnapshotRefUpdate.model_validate({"ref-name": name}) for name in expiry.tags
+    )
+    if expiry.snapshots:
+        updates += (RemoveSnapshotsUpdate.model_validate({"snapshot-ids": expiry.snapshots}),)
+    return updates
+
+
 def expire(table: Table, retention_ms: int) -> Expiry:
     """Expire what `plan_expiry` finds, in one commit that holds main where it was (retried on
     the new state when another writer moved it). The files only those snapshots referenced are
@@ -350,11 +367,7 @@ def expire(table: Table, retention_ms: int) -> Expiry:
         expiry = plan_expiry(table.metadata, retention_ms)
         if not expiry:
             return expiry
-        updates: tuple[TableUpdate, ...] = tuple(
-            RemoveSnapshotRefUpdate.model_validate({"ref-name": name}) for name in expiry.tags
-        )
-        if expiry.snapshots:
-            updates += (RemoveSnapshotsUpdate.model_validate({"snapshot-ids": expiry.snapshots}),)
+        updates = _expiry_updates(expiry)
         requirements: tuple[TableRequirement, ...] = (
             AssertTableUUID(uuid=table.metadata.table_uuid),
             AssertRefSnapshotId.model_validate(
