@@ -3,11 +3,12 @@ for people (progress, tables) and for machines (--json)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -552,15 +553,26 @@ def maintain(
         if target_file_mb is not None:
             changes["target_file_bytes"] = target_file_mb * 1024 * 1024
         config = dataclasses.replace(config, **changes)
-        progress = Progress() if quiet or as_json else _Messages()
-        result = maintain_target(
-            target,
-            catalog_name=catalog,
-            namespace=namespace,
-            config=config,
-            dry_run=dry_run,
-            progress=progress,
-        )
+        with contextlib.ExitStack() as stack:
+            progress = Progress()
+            if not (quiet or as_json):
+                columns = (
+                    rich.progress.SpinnerColumn(),
+                    rich.progress.TextColumn("{task.description}"),
+                    rich.progress.TimeElapsedColumn(),
+                )
+                bar = stack.enter_context(
+                    rich.progress.Progress(*columns, console=err, transient=True)
+                )
+                progress = _Steps(bar)
+            result = maintain_target(
+                target,
+                catalog_name=catalog,
+                namespace=namespace,
+                config=config,
+                dry_run=dry_run,
+                progress=progress,
+            )
     except (ExportError, db.DatabaseUnavailable) as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -573,11 +585,21 @@ def maintain(
             out.print(f"[yellow]{line}[/yellow]")
 
 
-class _Messages(Progress):
-    """Maintenance's messages, one line each, on stderr."""
+class _Steps(Progress):
+    """Maintenance as it goes: a spinner naming the table and the step it is in, and its
+    messages (a rewrite's, say), one line each, on stderr."""
+
+    def __init__(self, bar: rich.progress.Progress) -> None:
+        self.bar = bar
+        self.task = bar.add_task("maintenance", total=None)
+
+    @contextlib.contextmanager
+    def step(self, name: str, table: str | None = None) -> Iterator[None]:
+        self.bar.update(self.task, description=f"{name.removeprefix('maintenance: ')} {table}")
+        yield
 
     def message(self, text: str) -> None:
-        err.print(text, soft_wrap=True, highlight=False)
+        self.bar.console.print(text, soft_wrap=True, highlight=False)
 
 
 def maintenance_table(result: MaintenanceResult, *, dry_run: bool = False) -> Table:
