@@ -12,8 +12,9 @@ session holds a write lock on is deferred (its window stays put).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -30,6 +31,17 @@ LOCK_KEY = 0x616E696D65646201  # "animedb" + 1
 MAINTENANCE_LOCK_KEY = 0x616E696D65646202
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # where modified watermarks start (etl schema)
 WRITE_LOCKS = ("RowExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
+
+
+class StoredFile(Protocol):
+    """What the lake's file records need of a file (`datafiles.Written` is one)."""
+
+    @property
+    def location(self) -> str: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
 
 
 @dataclass
@@ -414,17 +426,18 @@ def record_chunk(conn: psycopg.Connection[TupleRow], run_id: int, chunk: Chunk) 
     )
 
 
-def record_files(conn: psycopg.Connection[TupleRow], target: str, files: list[Any]) -> None:
+def record_files(
+    conn: psycopg.Connection[TupleRow], target: str, files: Sequence[StoredFile]
+) -> None:
     """Files put in the lake outside a run's chunks (position deletes, rewrites), with their
-    size and SHA-256 (`datafiles.Written`), before a commit references them."""
-    with conn.transaction():
-        for w in files:
-            conn.execute(
-                "insert into etl.lake_files (location, target, bytes, sha256) values"
-                " (%s, %s, %s, %s) on conflict (location) do update set"
-                " bytes = excluded.bytes, sha256 = excluded.sha256, recorded_at = now()",
-                (w.location, target, w.bytes, w.sha256),
-            )
+    size and SHA-256, before a commit references them."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            "insert into etl.lake_files (location, target, bytes, sha256) values"
+            " (%s, %s, %s, %s) on conflict (location) do update set"
+            " bytes = excluded.bytes, sha256 = excluded.sha256, recorded_at = now()",
+            [(f.location, target, f.bytes, f.sha256) for f in files],
+        )
 
 
 def forget_files(conn: psycopg.Connection[TupleRow], locations: list[str]) -> None:
