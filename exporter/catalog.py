@@ -25,7 +25,7 @@ from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform
 
-from exporter import schema
+from exporter import pyiceberg_hooks, schema
 from exporter.errors import ExportError, first_line
 from exporter.layout import (
     CHANGES_SUFFIX,
@@ -122,7 +122,7 @@ def open_lake(
             extra["type"] = "sql"
             extra["uri"] = f"sqlite:///{Path(storage.uri) / LOCAL_CATALOG_FILE}"
     try:
-        catalog = load_catalog(name, **extra)
+        catalog = pyiceberg_hooks.lean(load_catalog(name, **extra))
     except Exception as exc:  # pyiceberg raises many kinds for a bad configuration
         raise ExportError(
             f"cannot open the Iceberg catalog {name!r} for {storage.uri}: {first_line(exc)} "

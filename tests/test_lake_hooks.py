@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -45,16 +46,32 @@ def test_the_private_names_are_there_as_the_hooks_expect() -> None:
         "manifests",
     ]
     assert isinstance(inspect.getattr_static(Transaction, "table_metadata"), property)
+    catalog, *overridden = found["catalog"]
+    for name in (*overridden, *found["catalog calls"]):
+        assert callable(getattr(catalog, name, None)), f"pyiceberg dropped {name}"
+    assert list(inspect.signature(catalog._update_and_stage_table).parameters) == [
+        "self",
+        "current_table",
+        "table_identifier",
+        "requirements",
+        "updates",
+    ]
+    assert list(inspect.signature(catalog._convert_orm_to_iceberg).parameters) == [
+        "self",
+        "orm_table",
+    ]
 
 
 @pytest.fixture
 def table(tmp_path: Path) -> Table:
-    catalog: Catalog = load_catalog(
-        "hooks",
-        type="sql",
-        uri=f"sqlite:///{tmp_path / 'catalog.db'}",
-        warehouse=str(tmp_path),
-        **{"py-io-impl": "exporter.fileio.LakeFileIO"},
+    catalog: Catalog = pyiceberg_hooks.lean(
+        load_catalog(
+            "hooks",
+            type="sql",
+            uri=f"sqlite:///{tmp_path / 'catalog.db'}",
+            warehouse=str(tmp_path),
+            **{"py-io-impl": "exporter.fileio.LakeFileIO"},
+        )
     )
     catalog.create_namespace("ns")
     return catalog.create_table(
@@ -168,26 +185,66 @@ def test_manifests_merge_at_the_minimum_count(table: Table) -> None:
     assert rows(table) == 10
 
 
-def test_building_and_committing_copies_the_metadata_once(
-    table: Table, monkeypatch: pytest.MonkeyPatch
+def counting(monkeypatch: pytest.MonkeyPatch, table: Table) -> dict[str, int]:
+    """Deep copies of the table's metadata, and metadata files parsed, from now on."""
+    from pyiceberg.serializers import FromInputFile
+
+    counts = {"copies": 0, "parses": 0}
+    kind = type(table.metadata)
+    copy, parse = kind.__deepcopy__, FromInputFile.table_metadata
+
+    def copied(self: Any, memo: Any = None) -> Any:
+        counts["copies"] += 1
+        return copy(self, memo)
+
+    def parsed(*args: object, **kwargs: object) -> object:
+        counts["parses"] += 1
+        return parse(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kind, "__deepcopy__", copied)
+    monkeypatch.setattr(FromInputFile, "table_metadata", staticmethod(parsed))
+    return counts
+
+
+def test_a_commit_neither_copies_nor_parses_the_metadata_again(
+    table: Table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """pyiceberg's transaction re-applies and deep-copies the metadata at every read; the
-    hooks' producer reads the table's own, so a commit costs the catalog's one application."""
-    import pyiceberg.catalog
-    import pyiceberg.table
-    import pyiceberg.table.update
-
-    calls = []
-    original = pyiceberg.table.update.update_table_metadata
-
-    def counted(*args: object, **kwargs: object) -> object:
-        calls.append(1)
-        return original(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(pyiceberg.table, "update_table_metadata", counted)
-    monkeypatch.setattr(pyiceberg.catalog, "update_table_metadata", counted)
+    """pyiceberg's transaction deep-copies the metadata at every read, and its catalog parses
+    the newest metadata again and deep-copies what it stages: costs that grow with the
+    retention window. The hooks' producer reads the table's own metadata, and the lean catalog
+    knows the version it read; what it writes is what pyiceberg's own catalog reads back."""
+    counts = counting(monkeypatch, table)
     first = data_file(table, "a.parquet", range(0, 10))
-    built = pyiceberg_hooks.build_snapshot(table, Operation.APPEND, {}, data=[first])
-    assert calls == []
+    built = pyiceberg_hooks.build_snapshot(table, Operation.APPEND, {"k": "v"}, data=[first])
     pyiceberg_hooks.commit(table, built.updates, built.requirements)
-    assert len(calls) == 1
+    assert counts == {"copies": 0, "parses": 0}
+    plain = load_catalog(
+        "hooks", type="sql", uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=str(tmp_path)
+    )
+    assert type(plain).__name__ == "SqlCatalog"
+    read_back = plain.load_table("ns.t")
+    assert read_back.metadata_location == table.metadata_location
+    assert read_back.metadata.model_dump() == table.metadata.model_dump()
+    assert rows(read_back) == 10
+    # pyiceberg's own catalog, for the record: it copies what it stages
+    second = data_file(table, "b.parquet", range(10, 20))
+    built = pyiceberg_hooks.build_snapshot(read_back, Operation.APPEND, {}, data=[second])
+    before = counts["copies"]
+    pyiceberg_hooks.commit(read_back, built.updates, built.requirements)
+    assert counts["copies"] > before
+
+
+def test_the_lean_catalog_reads_another_writers_version(table: Table, tmp_path: Path) -> None:
+    """A version the lean catalog has not seen is parsed, so a commit is checked against the
+    newest metadata, whoever wrote it."""
+    plain = load_catalog(
+        "hooks", type="sql", uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=str(tmp_path)
+    )
+    theirs = plain.load_table("ns.t")
+    commit(theirs, Operation.APPEND, data=[data_file(theirs, "a.parquet", range(0, 5))])
+    ours = table.catalog.load_table("ns.t")
+    assert ours.metadata_location == theirs.metadata_location
+    commit(ours, Operation.APPEND, data=[data_file(ours, "b.parquet", range(5, 10))])
+    with pytest.raises(CommitFailedException):  # `table` still holds the version before theirs
+        commit(table, Operation.APPEND, data=[data_file(table, "c.parquet", range(10, 12))])
+    assert rows(plain.load_table("ns.t")) == 10
