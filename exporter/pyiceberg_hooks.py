@@ -35,10 +35,9 @@ import functools
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyiceberg.catalog import ICEBERG, METADATA_LOCATION, TABLE_TYPE, Catalog, MetastoreCatalog
-from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
 from pyiceberg.manifest import (
     DataFile,
     DataFileContent,
@@ -67,6 +66,9 @@ from pyiceberg.utils.datetime import datetime_to_millis
 from pyiceberg.utils.properties import property_as_bool, property_as_int
 
 from exporter import layout
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog.sql import IcebergTables
 
 
 class Conflict(Exception):
@@ -401,14 +403,21 @@ class _LeanCommits(MetastoreCatalog):
         )
 
 
-class _LeanSqlCatalog(_LeanCommits, SqlCatalog):
-    def _convert_orm_to_iceberg(self, orm_table: IcebergTables) -> Table:
-        identifier = (*Catalog.identifier_to_tuple(orm_table.table_namespace), orm_table.table_name)
-        known = self._known(identifier, orm_table.metadata_location or "")
-        if known is None:
-            known = super()._convert_orm_to_iceberg(orm_table)
-            self._remember(known.metadata_location, known.metadata)
-        return known
+@functools.cache
+def _lean_sql() -> type[Catalog]:
+    from pyiceberg.catalog.sql import SqlCatalog  # SQLAlchemy: not in the Lambda layer
+
+    class _LeanSqlCatalog(_LeanCommits, SqlCatalog):
+        def _convert_orm_to_iceberg(self, orm_table: IcebergTables) -> Table:
+            namespace = Catalog.identifier_to_tuple(orm_table.table_namespace)
+            location = orm_table.metadata_location or ""
+            known = self._known((*namespace, orm_table.table_name), location)
+            if known is None:
+                known = super()._convert_orm_to_iceberg(orm_table)
+                self._remember(known.metadata_location, known.metadata)
+            return known
+
+    return _LeanSqlCatalog
 
 
 @functools.cache
@@ -433,10 +442,10 @@ def _lean_glue() -> type[Catalog]:
 def lean(catalog: Catalog) -> Catalog:
     """The lake's catalog with lean commits when it is pyiceberg's SQL or Glue catalog (the two
     the exporter opens by default); any other kind is returned as it is."""
-    kind = type(catalog)
-    if kind is SqlCatalog:
-        lean_kind: type[Catalog] = _LeanSqlCatalog
-    elif kind.__module__ == "pyiceberg.catalog.glue" and kind.__name__ == "GlueCatalog":
+    kind = (type(catalog).__module__, type(catalog).__name__)
+    if kind == ("pyiceberg.catalog.sql", "SqlCatalog"):
+        lean_kind = _lean_sql()
+    elif kind == ("pyiceberg.catalog.glue", "GlueCatalog"):
         lean_kind = _lean_glue()
     else:
         return catalog
@@ -447,6 +456,8 @@ def lean(catalog: Catalog) -> Catalog:
 
 def hooks() -> dict[str, Any]:
     """The private names this module overrides or calls, for the test that checks them."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
     return {
         "producer": _SnapshotProducer,
         "hooks": ("_existing_manifests", "_deleted_entries", "_process_manifests", "_summary"),
