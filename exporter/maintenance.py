@@ -58,9 +58,11 @@ DEFAULT_ORPHAN_AGE = dt.timedelta(days=3)  # Iceberg's remove_orphan_files defau
 DEFAULT_TARGET_FILE_MB = 128
 DEFAULT_BUDGET = dt.timedelta(seconds=60)
 MIN_INPUT_FILES = 8  # small files (or delete files) a table gathers before a rewrite
-# a file below this share of the target size is small: a run's delta, a rewrite still growing;
-# not a chunk of a first load (tens of MB), which rewriting would only cost a sort of the table
+# a file below this share of the target size and with fewer rows than SMALL_ROWS is small: a
+# run's delta, a rewrite still growing; not a chunk of a first load (1M rows by default, tens of
+# MB, less for a narrow table), which rewriting would only cost a sort of the whole table
 SMALL_SHARE = 0.25
+SMALL_ROWS = 250_000
 DELETED_SHARE = 0.3  # a data file with this share of its rows deleted is rewritten
 MAX_INPUT_BYTES = 1024**3  # what one rewrite reads at most (its time stays bounded); the rest waits
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -364,14 +366,18 @@ def _added_since_rewrite(ctx: _Context, table: Table) -> tuple[int, int]:
             break
         added = int(props.get("added-data-files", "0"))
         size = int(props.get("added-files-size", "0"))
+        rows = int(props.get("added-records", "0"))
         if added and size / added < SMALL_SHARE * ctx.settings.target_file_bytes:
-            data += added
+            data += added if rows / added < SMALL_ROWS else 0
         deletes += int(props.get("added-delete-files", "0"))
     return data, deletes
 
 
 def _small(ctx: _Context, f: DataFile) -> bool:
-    return f.file_size_in_bytes < SMALL_SHARE * ctx.settings.target_file_bytes
+    return (
+        f.file_size_in_bytes < SMALL_SHARE * ctx.settings.target_file_bytes
+        and f.record_count < SMALL_ROWS
+    )
 
 
 def _bounded(files: list[DataFile]) -> list[DataFile]:

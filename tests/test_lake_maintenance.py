@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from exporter import layout, live, maintenance, run_export, snapshots
+from exporter.chunks import CHUNK_ROWS_VARIABLE
 from exporter.maintenance import (
     MAINTENANCE_VARIABLE,
     MIN_INPUT_FILES,
@@ -24,7 +25,16 @@ from exporter.maintenance import (
 from exporter.pauses import PAUSE_VARIABLE
 from tests import exporter_helpers as h
 from tests.exporter_helpers import NO_SETTLE
-from tests.lake_helpers import every_table, lake_count, local, open_tables, reader, scan, tags
+from tests.lake_helpers import (
+    every_table,
+    lake_count,
+    local,
+    open_tables,
+    own_table,
+    reader,
+    scan,
+    tags,
+)
 from tests.pg_harness import Server
 
 
@@ -318,3 +328,30 @@ def test_a_rewrite_that_meets_new_deletes_waits_for_its_next_turn(
     assert json.loads(proc.stdout)["rewritten_files"] >= 2
     checks = {c.table: c for c in h.assert_exact(target, pg, app_db)}
     assert checks["app.users"].lake_rows == 60
+
+
+@pytest.mark.slow
+def test_a_first_loads_chunks_are_not_compacted(
+    pg: Server, app_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A narrow table's first load comes in chunks of many rows and few bytes: they are the
+    table's files, not small ones, and the run does not rewrite the table it has just loaded
+    (a sort of all of it). The same files as a run's deltas would be compacted."""
+    chunk = 2 * maintenance.SMALL_ROWS
+    monkeypatch.setenv(CHUNK_ROWS_VARIABLE, str(chunk))
+    target = str(tmp_path / "lake")
+    rows = MIN_INPUT_FILES * chunk
+    with pg.connect(app_db, autocommit=True) as conn:
+        own_table(conn, "narrow_probe", "v int")
+        conn.execute(
+            "insert into app.narrow_probe select i, i %% 7 from generate_series(1, %s) i", (rows,)
+        )
+        summary = run_export(target, pg.settings(app_db), settle=NO_SETTLE)
+    assert summary.maintenance is not None
+    assert summary.maintenance.rewritten_files == 0
+    pair = open_tables(target)["app.narrow_probe"]
+    for table in pair.tables:
+        files = live.live_files(table).data
+        assert len(files) >= MIN_INPUT_FILES, table.name()
+        assert all(f.file_size_in_bytes < maintenance.SMALL_SHARE * 128 * 2**20 for f in files)
+        assert lake_count(reader(), table.metadata_location) == rows
