@@ -54,7 +54,7 @@ db: install
 layers: install
 	$(BIN)/python infra/build_layers.py
 
-# Rebuild seeds/*.csv from the recorded pages (the exact command is in the README).
+# Rebuild seeds/*.csv from the recorded pages (the exact command is in docs/crawler.md).
 crawl-replay: install
 	$(BIN)/animedb crawl -a replay=$(SHARED_PAGES) -a start_urls=$(REPLAY_URLS) -a out=seeds
 

@@ -36,9 +36,9 @@ def crawl(scrapy_args: tuple[str, ...]) -> None:
     """Crawl MyAnimeList into seeds/ with Scrapy.
 
     This is `scrapy crawl myanimelist`, and the arguments go to it as they are: `-a NAME=VALUE` for
-    the spider's start_urls, max_anime, out, replay, save and allow_shrink (the README describes
-    them), `-s NAME=VALUE` for a setting. The exit status is Scrapy's. Without arguments, a live
-    crawl of the first top-anime pages and the current season.
+    the spider's start_urls, max_anime, out, replay, save and allow_shrink (docs/crawler.md
+    describes them), `-s NAME=VALUE` for a setting. The exit status is Scrapy's. Without
+    arguments, a live crawl of the first top-anime pages and the current season.
 
     Example: animedb crawl -a replay=../shared/fixtures/myanimelist -a out=seeds
     """
