@@ -31,8 +31,8 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 
 from animedb import db
-from exporter import duck, layout, protocol
-from exporter.catalog import Pair
+from exporter import duck, layout, protocol, sqltext
+from exporter.catalog import Pair, table_name
 from exporter.datafiles import Written
 from exporter.errors import ExportError
 from exporter.pauses import pause_if_asked
@@ -325,7 +325,7 @@ class ChunkWriter:
     def _select(self, pair: Pair, table: ExportedTable) -> tuple[str, str]:
         """The select list of the change log's file of a window (the current state's is the
         same file) and its FIELD_IDS."""
-        source = {c: f'"{c}"' for c in table.columns}
+        source = {c: sqltext.identifier(c) for c in table.columns}
         return select_list(
             pair.changes.schema(),
             {
@@ -334,6 +334,7 @@ class ChunkWriter:
                 layout.DELETED_COLUMN: "false",
                 layout.EXPORTED_AT_COLUMN: self.exported_at,
             },
+            table=table_name(pair.changes),
         )
 
     def _write_chunk(
@@ -475,6 +476,7 @@ class ChunkWriter:
                         layout.DELETED_COLUMN: "true",
                         layout.EXPORTED_AT_COLUMN: self.exported_at,
                     },
+                    table=table_name(pair.changes),
                 )
                 written = self.file(
                     f"select {select} from pg.etl.tombstones where table_name = "

@@ -1,6 +1,9 @@
 """A snapshot's live rows: the files it consists of (from its manifests) and the DuckDB query of
 its rows, its data files less the positions its delete files name, which is what any Iceberg
-reader returns. The run, maintenance, `verify` and the report all read a table through here."""
+reader returns. The run, maintenance, `verify` and the report all read a table through here.
+Its field names, key column and file locations come from the table's metadata, which another
+tool may have changed: they reach SQL checked and quoted (exporter/sqltext.py), never as they
+are."""
 
 from __future__ import annotations
 
@@ -16,10 +19,11 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.types import IntegerType, LongType
 
-from exporter import duck
+from exporter import layout
 from exporter.catalog import table_name
 from exporter.errors import ExportError, first_line
 from exporter.schema import duck_type, select_list
+from exporter.sqltext import identifier, lake_name, literal, shown
 from exporter.storage import Storage
 
 
@@ -56,7 +60,7 @@ def live_files(table: Table, snapshot: Snapshot | None = None) -> LiveFiles:
 
 def paths_sql(storage: Storage, paths: Iterable[str]) -> str:
     """A DuckDB list literal of the files at these locations, as DuckDB reads them."""
-    return "[" + ", ".join(duck.quote(storage.reader_path(p)) for p in paths) + "]"
+    return "[" + ", ".join(literal(storage.reader_path(p)) for p in paths) + "]"
 
 
 def name_files(
@@ -65,7 +69,7 @@ def name_files(
     """Temp table file_names_<name>(reader, path): how DuckDB names each file it reads, and
     the path the table's metadata (and its position deletes) give it. Literal values, not
     parameters: DuckDB would import pandas, when installed, for a parameterised statement."""
-    rows = ", ".join(f"({duck.quote(storage.reader_path(p))}, {duck.quote(p)})" for p in paths)
+    rows = ", ".join(f"({literal(storage.reader_path(p))}, {literal(p)})" for p in paths)
     con.execute(
         f"create or replace temp table file_names_{name} as"
         f" select * from (values {rows}) as v(reader, path)"
@@ -81,15 +85,18 @@ def rows_sql(
     columns: list[str] | None = None,
     positions: bool = False,
     name: str = "live",
+    table: str | None = None,
 ) -> str:
     """A query of the rows of these files (data files less the positions the delete files
     name), streamed by DuckDB: the schema's columns (or `columns`; one no file has yet, added
     since, is null), plus each row's `file_path` and `pos` with positions=True. It fills the
-    temp table file_names_<name>."""
+    temp table file_names_<name>. `table`: the lake table the schema is of, named when one of
+    its field names is refused."""
     wanted = [f for f in schema.fields if columns is None or f.name in columns]
+    quoted = {f.name: identifier(lake_name(table, "a field named", f.name)) for f in wanted}
     extra = ", n.path as file_path, s.file_row_number as pos" if positions else ""
     if not files.data:
-        empty, _ = select_list(Schema(*wanted), {})
+        empty, _ = select_list(Schema(*wanted), {}, table=table)
         extra = ", NULL::VARCHAR as file_path, NULL::BIGINT as pos" if positions else ""
         return f"select * from (select {empty}{extra}) s where false"
     data = paths_sql(storage, [f.file_path for f in files.data])
@@ -100,9 +107,9 @@ def rows_sql(
         ).fetchall()
     }
     select = ", ".join(
-        f's."{f.name}"'
+        f"s.{quoted[f.name]}"
         if f.name in stored
-        else f'CAST(NULL AS {duck_type(f.field_type)}) AS "{f.name}"'
+        else f"CAST(NULL AS {duck_type(f.field_type)}) AS {quoted[f.name]}"
         for f in wanted
     )
     name_files(con, storage, name, [f.file_path for f in files.data])
@@ -130,9 +137,29 @@ def current_rows(
     """Temp table `name` with `select` over the rows of the table's current snapshot; `files`
     are its live files when the caller has read them already."""
     files = files if files is not None else live_files(table)
-    rows = rows_sql(con, storage, table.schema(), files)
+    rows = rows_sql(con, storage, table.schema(), files, table=table_name(table))
     con.execute(f"create or replace temp view {name}_source as {rows}")
     con.execute(f"create or replace temp table {name} as select {select} from {name}_source")
+
+
+def key_column(table: Table) -> str:
+    """The table's key: its animedb.key-column property, refused unless a plain name (see
+    sqltext.lake_name) and one of the table's fields."""
+    name = table_name(table)
+    key = table.properties.get(layout.KEY_COLUMN)
+    if key is None:
+        raise ExportError(
+            f"table {name} has no {layout.KEY_COLUMN} property: the table's metadata was "
+            "changed by another tool; set it back to the key column, or export to a new target"
+        )
+    lake_name(name, layout.KEY_COLUMN, key)
+    if key not in {f.name for f in table.schema().fields}:
+        raise ExportError(
+            f"table {name} has {layout.KEY_COLUMN} {shown(key)}, which is none of its fields: "
+            "the table's metadata was changed by another tool; set it back to the key column, "
+            "or export to a new target"
+        )
+    return key
 
 
 def files_holding(files: list[DataFile], field_id: int, keys: list[int]) -> list[DataFile]:

@@ -37,6 +37,7 @@ from animedb.files import atomic_write
 from animedb.vocabulary import WRITTEN_TABLES
 from exporter import catalog, duck, layout, live, snapshots
 from exporter.errors import ExportError, first_line
+from exporter.sqltext import identifier
 from exporter.storage import Storage, open_storage, storage_errors
 from exporter.tables import TOMBSTONES
 
@@ -124,12 +125,13 @@ def _activity(
 ) -> None:
     """A table's row versions per run, by kind: an insert is the first version of its key,
     an update a version of a key an earlier run had, a delete a `_deleted` row."""
-    key = pair.changes.properties[layout.KEY_COLUMN]
+    key = live.key_column(pair.changes)  # the table's property: checked, then quoted
     _rows_of(
         con,
         target,
         pair.changes,
-        f'"{key}" as k, {layout.RUN_COLUMN} as run, {layout.DELETED_COLUMN} as deleted',
+        f"{identifier(key)} as k, {identifier(layout.RUN_COLUMN)} as run,"
+        f" {identifier(layout.DELETED_COLUMN)} as deleted",
         "versions",
     )
     counts = con.execute(
@@ -176,10 +178,10 @@ def _tally(
     """How many of the table's current rows hold each value of `column`, ordered by `order`
     (1: the value, 2: the count)."""
     name = f"{column}_tally"
-    _rows_of(con, target, table, column, name)
-    where = f" where {column} is not null" if skip_null else ""
+    _rows_of(con, target, table, identifier(column), name)
+    where = f" where {identifier(column)} is not null" if skip_null else ""
     rows = con.execute(
-        f"select {column}, count(*) from {name}{where} group by 1 order by {order}"
+        f"select {identifier(column)}, count(*) from {name}{where} group by 1 order by {order}"
     ).fetchall()
     return [(value, int(n)) for value, n in rows]
 

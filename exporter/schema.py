@@ -29,6 +29,7 @@ from pyiceberg.types import (
 
 from exporter.errors import ExportError
 from exporter.layout import CHANGE_COLUMNS, DELETED_COLUMN, EXPORTED_AT_COLUMN, RUN_COLUMN
+from exporter.sqltext import identifier, lake_name, literal
 
 _DECIMAL = re.compile(r"^DECIMAL\((\d+),\s*(\d+)\)$")
 _SIMPLE_TYPES: dict[str, PrimitiveType] = {
@@ -171,12 +172,17 @@ def new_schema(columns: dict[str, PrimitiveType], with_change_columns: bool) -> 
     return Schema(*fields)
 
 
-def select_list(schema: Schema, expressions: dict[str, str]) -> tuple[str, str]:
+def select_list(
+    schema: Schema, expressions: dict[str, str], *, table: str | None
+) -> tuple[str, str]:
     """The select list writing a file of `schema` (each column cast to its Iceberg type; a
-    column the source no longer has is null) and DuckDB's FIELD_IDS option for it."""
+    column the source no longer has is null) and DuckDB's FIELD_IDS option for it. The schema
+    is lake table `table`'s, read from its metadata: a field name that is not plain is refused
+    (sqltext.lake_name); `expressions` are the caller's SQL, their names quoted already."""
     parts, ids = [], []
     for f in schema.fields:
-        expression = expressions.get(f.name, "NULL")
-        parts.append(f'CAST({expression} AS {duck_type(f.field_type)}) AS "{f.name}"')
-        ids.append(f"'{f.name}': {f.field_id}")
+        name = lake_name(table, "a field named", f.name)
+        expression = expressions.get(name, "NULL")
+        parts.append(f"CAST({expression} AS {duck_type(f.field_type)}) AS {identifier(name)}")
+        ids.append(f"{literal(name)}: {int(f.field_id)}")
     return ", ".join(parts), "{" + ", ".join(ids) + "}"

@@ -17,6 +17,7 @@ from psycopg.rows import TupleRow
 
 from animedb import db
 from exporter.errors import ExportError
+from exporter.sqltext import PLAIN_NAME, shown
 
 LoadType = Literal["id", "modified"]
 TOMBSTONES = "etl.tombstones"  # the exported table of deletes (macros/tombstones.sql)
@@ -154,6 +155,14 @@ def load_tables(conn: psycopg.Connection[TupleRow], target: str) -> list[Exporte
         if load_type == "modified" and columns[str(cursor)][0] != "timestamptz":
             raise ExportError(f"{name}: cursor column {cursor} must be timestamptz")
         for column, (typ, typmod) in columns.items():
+            if not PLAIN_NAME.fullmatch(column):
+                # the exporter's SQL quotes columns by name; a name with quotes or control
+                # characters would be SQL of its own, and the lake refuses such names anyway
+                raise ExportError(
+                    f"{name} has column {shown(column)}, which is not a plain name (letters, "
+                    "digits, _ and $): rename it, or leave the table out of "
+                    "etl.exported_tables (nothing was exported)"
+                )
             if typ == "numeric" and typmod < 0:
                 raise ExportError(
                     f"{name}.{column} is numeric without precision, which DuckDB would read as a "
