@@ -35,6 +35,7 @@ KEY_COLUMN = "animedb.key-column"
 ROLE = "animedb.role"  # current or changes
 SYSTEM_IDENTIFIER = "animedb.source-system-identifier"
 SOURCE_DATABASE = "animedb.source-database"
+LAKE_KEY = "animedb.lake"  # the watermark key of the one lake a namespace holds (catalog.Lake.key)
 
 # Iceberg's own table properties that keep a table's history bounded; every engine's maintenance
 # (Spark's procedures, Glue's optimizers) reads the same ones

@@ -27,11 +27,18 @@ from psycopg.rows import TupleRow
 from pyiceberg.table import Table
 
 from animedb import db
-from exporter import duck, maintenance, protocol, schema
-from exporter.catalog import Lake, claim, ensure_pair, load_pair, open_lake
+from exporter import chunks, duck, maintenance, protocol, schema
+from exporter.catalog import (
+    Lake,
+    claim,
+    ensure_pair,
+    load_pair,
+    open_lake,
+    pyiceberg_configuration,
+)
 from exporter.chunks import ChunkWriter, TableRun
 from exporter.commits import Committer
-from exporter.errors import ExportError, first_line
+from exporter.errors import ExportError, first_line, one_line
 from exporter.layout import CHANGES_SUFFIX
 from exporter.maintenance import MaintenanceSettings
 from exporter.pauses import pause_if_asked
@@ -59,102 +66,108 @@ def run_export(
     progress = progress or Progress()
     settings = db.resolve() if settings is None else settings
     upkeep = maintenance_settings or MaintenanceSettings.from_environment()
+    # every setting checked before anything is recorded or created: a bad one blocks nothing
     storage = open_storage(target)
-    with storage_errors(storage.uri), Staging() as staging:
-        if staging.removed:
-            progress.message(f"removed {staging.removed} staging folder(s) of killed runs")
-        with progress.step("setup"):
-            storage.check()
-            lake = open_lake(storage, catalog, namespace)
-        try:
-            return _run(lake, settings, settle, progress, duck_config, upkeep, staging)
-        except duckdb.Error as exc:
-            raise ExportError(duck.explain(exc, storage.uri)) from exc
+    config = duck_config or duck.DuckConfig.from_environment()
+    chunks.chunk_rows()
+    pyiceberg_configuration()
+    if storage.is_s3:
+        storage.client()  # the S3 endpoint's setting (no request yet)
+    with one_line("the run"), protocol.connect(settings) as conn:
+        protocol.acquire_lock(conn)  # before the target is touched: a refused run leaves nothing
+        with storage_errors(storage.uri), Staging() as staging:
+            if staging.removed:
+                progress.message(f"removed {staging.removed} staging folder(s) of killed runs")
+            with progress.step("setup"):
+                storage.check()
+                lake = open_lake(storage, catalog, namespace)
+            try:
+                return _run(conn, lake, settings, settle, progress, config, upkeep, staging)
+            except duckdb.Error as exc:
+                raise ExportError(duck.explain(exc, storage.uri)) from exc
 
 
 def _run(
+    conn: psycopg.Connection[TupleRow],
     lake: Lake,
     settings: db.Settings,
     settle: dt.timedelta,
     progress: Progress,
-    duck_config: duck.DuckConfig | None,
+    config: duck.DuckConfig,
     upkeep: MaintenanceSettings,
     staging: Staging,
 ) -> RunSummary:
     """The protocol's steps in order, each crash point between two of them."""
     started = time.monotonic()
-    config = duck_config or duck.DuckConfig.from_environment()
     if config.temp_directory is None and staging.path is not None:
         # DuckDB's spill files go with the staging folder, swept if the run is killed
         config = dataclasses.replace(config, temp_directory=str(staging.file("duckdb-spill")))
-    with protocol.connect(settings) as conn:
-        with progress.step("setup"):
-            tables = _claim(conn, lake)
-        with duck.session(settings, config, s3=lake.storage.s3_access()) as con:
-            with progress.step("bounds"):
-                run, parts, plans = _start_or_resume(conn, con, lake, tables, settle, progress)
-            pause_if_asked("after_pending")
-            with progress.step("schemas"):
-                for t in parts:
-                    if t.table.name in plans:
-                        existing, evolution = plans[t.table.name]
-                        t.pair = ensure_pair(
-                            lake,
-                            t.table.lake_name,
-                            t.table.key_column,
-                            evolution,
-                            existing,
-                            upkeep.properties(),
-                        )
-            writer = ChunkWriter(conn, con, lake.storage, staging, run, settings, progress)
-            writer.write_tables(parts)
-            pause_if_asked("after_files")
-            committer = Committer(
-                con,
-                writer,
-                run,
-                progress,
-                retention_ms=upkeep.retention_ms,
-                properties=upkeep.properties(),
-                expire=upkeep.enabled,
+    with progress.step("setup"):
+        tables = _claim(conn, lake)
+    with duck.session(settings, config, s3=lake.storage.s3_access()) as con:
+        with progress.step("bounds"):
+            run, parts, plans = _start_or_resume(conn, con, lake, tables, settle, progress)
+        pause_if_asked("after_pending")
+        with progress.step("schemas"):
+            for t in parts:
+                if t.table.name in plans:
+                    existing, evolution = plans[t.table.name]
+                    t.pair = ensure_pair(
+                        lake,
+                        t.table.lake_name,
+                        t.table.key_column,
+                        evolution,
+                        existing,
+                        upkeep.properties(),
+                    )
+        writer = ChunkWriter(conn, con, lake.storage, staging, run, settings, progress)
+        writer.write_tables(parts)
+        pause_if_asked("after_files")
+        committer = Committer(
+            con,
+            writer,
+            run,
+            progress,
+            retention_ms=upkeep.retention_ms,
+            properties=upkeep.properties(),
+            expire=upkeep.enabled,
+        )
+        committer.commit_tables(parts)
+        pause_if_asked("after_commits")
+        with progress.step("watermarks"):
+            exported = {t.table.name: t.files.rows + t.files.deletes for t in parts}
+            touched = {t.table.name: t.table.signature for t in parts if t.pair is not None}
+            protocol.commit_run(conn, run, exported, touched)
+        summary = RunSummary(
+            run_id=run.run_id,
+            target=lake.uri,
+            catalog=lake.catalog_name,
+            namespace=lake.namespace,
+            resumed=run.resumed,
+            bound_time=run.bound_time.isoformat(),
+            seconds=0.0,
+            tables=[t.result for t in parts],
+        )
+        changed = [t.pair for t in parts if t.pair is not None and t.committed]
+        try:
+            summary.maintenance = maintenance.after_run(
+                lake, conn, con, staging, changed, upkeep, progress
             )
-            committer.commit_tables(parts)
-            pause_if_asked("after_commits")
-            with progress.step("watermarks"):
-                exported = {t.table.name: t.files.rows + t.files.deletes for t in parts}
-                touched = {t.table.name: t.table.signature for t in parts if t.pair is not None}
-                protocol.commit_run(conn, run, exported, touched)
-            summary = RunSummary(
-                run_id=run.run_id,
-                target=lake.uri,
-                catalog=lake.catalog_name,
-                namespace=lake.namespace,
-                resumed=run.resumed,
-                bound_time=run.bound_time.isoformat(),
-                seconds=0.0,
-                tables=[t.result for t in parts],
-            )
-            changed = [t.pair for t in parts if t.pair is not None and t.committed]
-            try:
-                summary.maintenance = maintenance.after_run(
-                    lake, conn, con, staging, changed, upkeep, progress
-                )
-                if summary.maintenance is not None and committer.expired is not None:
-                    # what the run's own commits expired on the way
-                    summary.maintenance.expired_snapshots += len(committer.expired.snapshots)
-                    summary.maintenance.expired_tags += len(committer.expired.tags)
-            except Exception as exc:  # the run stands, whatever failed after it: one line
-                raise ExportError(
-                    f"run {run.run_id} is committed; then the lake's maintenance failed: "
-                    f"{first_line(exc)} (the next run tries it again)"
-                ) from exc
+            if summary.maintenance is not None and committer.expired is not None:
+                # what the run's own commits expired on the way
+                summary.maintenance.expired_snapshots += len(committer.expired.snapshots)
+                summary.maintenance.expired_tags += len(committer.expired.tags)
+        except Exception as exc:  # the run stands, whatever failed after it: one line
+            raise ExportError(
+                f"run {run.run_id} is committed; then the lake's maintenance failed: "
+                f"{first_line(exc)} (the next run tries it again)"
+            ) from exc
     summary.seconds = time.monotonic() - started
     return summary
 
 
 def _claim(conn: psycopg.Connection[TupleRow], lake: Lake) -> dict[str, ExportedTable]:
-    """This exporter alone (the lock), on a lake of this database, and what it exports."""
-    protocol.acquire_lock(conn)
+    """A lake of this database, and what it exports."""
     claim(lake, *protocol.source_identity(conn))
     return {t.name: t for t in load_tables(conn, lake.key)}
 
@@ -179,7 +192,7 @@ def _start_or_resume(
         if run.target != lake.key:
             raise ExportError(
                 f"run {run.run_id} to {run.target} did not finish: run the exporter with "
-                f"that target to complete it, or `exporter abandon {run.run_id}`"
+                f"that target to complete it, or `animedb export abandon {run.run_id}`"
             )
         progress.message(f"resuming run {run.run_id} with its recorded windows")
         windows = run.windows
@@ -207,6 +220,13 @@ def _start_or_resume(
             plans[name] = (existing, schema.Evolution(table.name, {}))
         else:
             plans[name] = (existing, _evolution(con, table, existing[0]))
+    for name, ((current, changes), _) in plans.items():
+        # a table to create must have a free folder inside the lake, before the run exists
+        lake_name = tables[name].lake_name
+        if current is None:
+            lake.new_table_location(lake_name)
+        if changes is None:
+            lake.new_table_location(lake_name + CHANGES_SUFFIX)
     if bounds is not None:
         run = protocol.record_pending_run(conn, lake.key, bounds, windows)
     assert run is not None

@@ -93,7 +93,7 @@ def _status(
             key = lake.key
         elif known:
             key = known[-1]
-            lake = catalog.open_key(key, catalog_name)
+            lake = catalog.open_key(key)
         else:
             key = ""
         result = Status(target=key or None)

@@ -16,6 +16,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from urllib.parse import urlparse
 
 from animedb.files import install
 from exporter.errors import ExportError
-from exporter.fileio import local_path, s3_client, split_s3
+from exporter.fileio import confine, local_path, s3_client, split_s3
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -181,6 +182,13 @@ class Storage:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+        # where the lake's files may be: the target, and a warehouse configured elsewhere
+        self.roots = [uri]
+
+    def confine(self, location: str) -> str:
+        """`location`, refused in one line unless it is inside the lake (fileio.confine)."""
+        confine(location, self.roots)
+        return location
 
     @property
     def is_s3(self) -> bool:
@@ -233,7 +241,7 @@ class Storage:
     def put_file(self, staged: Path, location: str) -> None:
         """Put a staged file at `location`, replacing what is there, atomically; the staged
         file is gone afterwards."""
-        path = local_path(location)
+        path = local_path(self.confine(location))
         try:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -264,7 +272,7 @@ class Storage:
         """Put a copy of the file at `source` (in the target) at `location`, replacing what is
         there, atomically: the kernel copies a local file (no link: each table owns its
         files, and damage to one is not damage to the other), S3 copies server-side."""
-        path, origin = local_path(location), local_path(source)
+        path, origin = local_path(self.confine(location)), local_path(self.confine(source))
         if path is not None and origin is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             _copy_in_place(origin, path)
@@ -284,7 +292,7 @@ class Storage:
 
     def has_file(self, location: str, size: int, sha256: str) -> bool:
         """Whether `location` holds exactly this file (a resumed run keeps such chunks)."""
-        path = local_path(location)
+        path = local_path(self.confine(location))
         if path is not None:
             return path.is_file() and path.stat().st_size == size and sha256_of(path) == sha256
         from botocore.exceptions import ClientError
@@ -300,7 +308,7 @@ class Storage:
 
     def size_of(self, location: str) -> int | None:
         """The size of the file at `location`, None when there is none."""
-        path = local_path(location)
+        path = local_path(self.confine(location))
         if path is not None:
             return path.stat().st_size if path.is_file() else None
         from botocore.exceptions import ClientError
@@ -312,7 +320,7 @@ class Storage:
             return None
 
     def delete(self, location: str) -> None:
-        path = local_path(location)
+        path = local_path(self.confine(location))
         if path is not None:
             path.unlink(missing_ok=True)
             return
@@ -331,7 +339,7 @@ class Storage:
     def listing(self, prefix: str, limit: int | None = None) -> list[StoredFile]:
         """Every file under a folder location, dot-files too, with its size and modification
         time, sorted by location."""
-        path = local_path(prefix)
+        path = local_path(self.confine(prefix))
         found: list[StoredFile] = []
         if path is not None:
             if not path.is_dir():
@@ -365,8 +373,9 @@ class Storage:
         return found[:limit] if limit else found
 
     def reader_path(self, location: str) -> str:
-        """How DuckDB names a file when it reads it (local files without file://)."""
-        path = local_path(location)
+        """How DuckDB names a file when it reads it (local files without file://); a file
+        outside the lake is refused."""
+        path = local_path(self.confine(location))
         return str(path) if path is not None else location
 
     def s3_access(self) -> S3Access | None:
@@ -418,18 +427,90 @@ def _sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+# Characters a target may not hold: they mean something else to a URL (? # %), to DuckDB's file
+# globbing ([ ] * { }), or to a terminal and a log line (control characters).
+_REFUSED = frozenset("?#%[]*{}\\")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+MAX_S3_TARGET = 512  # S3 keys are at most 1,024 bytes; the lake's own paths need the rest
+MAX_NAME = 255  # a folder name, in bytes (NAME_MAX of Linux's file systems)
+MAX_LOCAL_TARGET = 1024  # PATH_MAX is 4,096; the lake's own paths need the rest
+
+
+def _refuse_characters(target: str, text: str) -> None:
+    for char in text:
+        if char in _REFUSED or not char.isprintable():
+            raise ExportError(
+                f"target {target!r} contains {char!r}, which a target cannot hold: "
+                "name a folder or s3://bucket/prefix without it"
+            )
+
+
 def open_storage(target: str) -> Storage:
-    """A folder path (or file://...) or s3://bucket/prefix; anything else is refused."""
-    parsed = urlparse(target)
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise ExportError(f"target {target!r} names no bucket: use s3://bucket/prefix")
-        prefix = parsed.path.strip("/")
-        return Storage(f"s3://{parsed.netloc}/{prefix}" if prefix else f"s3://{parsed.netloc}")
-    if parsed.scheme == "file":
-        return Storage(str(Path(parsed.path).expanduser().resolve()))
-    if parsed.scheme and len(parsed.scheme) > 1:
-        raise ExportError(f"target {target!r} is not supported: use a folder or s3://bucket/prefix")
+    """A target in its one canonical form: s3://bucket/prefix, or a folder's absolute real
+    path (from a path, relative or not, or file:///path). Anything that is not one, or that
+    holds a character with another meaning somewhere on the way, is refused in one line
+    before anything is written or recorded."""
     if not target.strip():
         raise ExportError("no target given: use a folder or s3://bucket/prefix")
-    return Storage(str(Path(target).expanduser().resolve()))
+    scheme, sep, rest = target.partition("://")
+    if not sep or len(scheme) == 1:  # a plain path (or a Windows drive)
+        return _local(target, target)
+    scheme = scheme.lower()
+    if scheme == "s3":
+        return _s3(target, rest)
+    if scheme == "file":
+        host, slash, path = rest.partition("/")
+        if host not in ("", "localhost"):
+            raise ExportError(
+                f"target {target!r} names host {host!r}: a file:// target is on this machine "
+                "(file:///path)"
+            )
+        return _local(target, slash + path)
+    raise ExportError(f"target {target!r} is not supported: use a folder or s3://bucket/prefix")
+
+
+def _s3(target: str, rest: str) -> Storage:
+    _refuse_characters(target, rest)
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ExportError(f"target {target!r} names no bucket: use s3://bucket/prefix")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise ExportError(
+            f"target {target!r}: {bucket!r} is not a bucket name (3 to 63 lowercase letters, "
+            "digits, dots and hyphens)"
+        )
+    prefix = prefix.rstrip("/")
+    for part in prefix.split("/") if prefix else []:
+        if part in ("", ".", ".."):
+            shown = "an empty part" if not part else f"{part!r}"
+            raise ExportError(
+                f"target {target!r} has {shown} in its prefix, which S3 would keep as written: "
+                "name the prefix without it"
+            )
+    uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+    if len(uri) > MAX_S3_TARGET:
+        raise ExportError(
+            f"target {target!r} is {len(uri)} characters; an s3:// target may have at "
+            f"most {MAX_S3_TARGET} (S3 keys are limited): use a shorter prefix"
+        )
+    return Storage(uri)
+
+
+def _local(target: str, path: str) -> Storage:
+    _refuse_characters(target, path)
+    try:
+        resolved = Path(path).expanduser().resolve()
+    except (OSError, RuntimeError) as exc:  # a symbolic link loop, an unknown ~user
+        raise ExportError(f"target {target!r} cannot be resolved: {exc}") from exc
+    for part in resolved.parts:
+        if len(os.fsencode(part)) > MAX_NAME:
+            raise ExportError(
+                f"target {target!r} has a folder name of {len(os.fsencode(part))} bytes; "
+                f"a file system allows at most {MAX_NAME}: use a shorter name"
+            )
+    if len(os.fsencode(str(resolved))) > MAX_LOCAL_TARGET:
+        raise ExportError(
+            f"target {target!r} is longer than {MAX_LOCAL_TARGET} bytes: use a shorter path"
+        )
+    _refuse_characters(target, str(resolved))  # a symbolic link may name what the path did not
+    return Storage(str(resolved))
