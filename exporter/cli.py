@@ -14,13 +14,15 @@ from typing import Any
 
 import click
 import rich.progress
+from rich import markup
 from rich.console import Console
 from rich.table import Column, Table
 
 from animedb import cli as conventions
 from animedb import db
 from exporter import catalog, maintenance, protocol, snapshots
-from exporter.errors import ExportError
+from exporter.errors import ExportError, one_line
+from exporter.fileio import escape
 from exporter.maintenance import MaintenanceSettings, maintain_target
 from exporter.progress import MaintenanceResult, Progress, RunSummary, TableResult
 from exporter.report import write_report
@@ -66,11 +68,18 @@ class _Bars(Progress):
             self.progress.update(task, total=result.rows, completed=result.rows)
 
     def message(self, text: str) -> None:
-        self.progress.console.print(text)
+        self.progress.console.print(_text(text), highlight=False)
 
 
 def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc))
+    """The one line a failed command prints; what it quotes from the lake stays on it, and
+    no escape code reaches the terminal."""
+    return click.ClickException(escape(str(exc)))
+
+
+def _text(value: object) -> str:
+    """Text from the lake in a table cell or a line: escaped, and not read as rich markup."""
+    return markup.escape(escape(str(value)))
 
 
 @click.group(cls=conventions.Group)
@@ -335,7 +344,7 @@ def tables(
     headers = ["source", "current state", "change log", "metadata (current state)"]
     if run_id is not None:
         headers += [f"snapshot at run {run_id}", "change log snapshot"]
-    table = Table(_name_column((i["source"] for i in listed), "source"), *headers[1:])
+    table = Table(_name_column((_text(i["source"]) for i in listed), "source"), *headers[1:])
     for item in listed:
         row = [
             item["source"],
@@ -345,7 +354,7 @@ def tables(
         ]
         if run_id is not None:
             row += [str(item["current"]["snapshot_id"]), str(item["changes"]["snapshot_id"])]
-        table.add_row(*row)
+        table.add_row(*(_text(cell) for cell in row))
     out.print(table)
 
 
@@ -464,7 +473,7 @@ def abandon(run_id: int, quiet: bool, as_json: bool) -> None:
     Example: animedb export abandon 42
     """
     try:
-        with protocol.connect(db.resolve()) as conn:
+        with one_line("abandon"), protocol.connect(db.resolve()) as conn:
             protocol.acquire_lock(conn)
             run = protocol.pending_run(conn)
             if run is None or run.run_id != run_id:
@@ -580,9 +589,9 @@ def maintain(
     elif not quiet:
         out.print(maintenance_table(result, dry_run=dry_run))
         for location in result.would_remove:
-            out.print(location, soft_wrap=True, highlight=False)
+            out.print(_text(location), soft_wrap=True, highlight=False)
         for line in result.skipped:
-            out.print(f"[yellow]{line}[/yellow]")
+            out.print(f"[yellow]{_text(line)}[/yellow]")
 
 
 class _Steps(Progress):
@@ -599,7 +608,7 @@ class _Steps(Progress):
         yield
 
     def message(self, text: str) -> None:
-        self.bar.console.print(text, soft_wrap=True, highlight=False)
+        self.bar.console.print(_text(text), soft_wrap=True, highlight=False)
 
 
 def maintenance_table(result: MaintenanceResult, *, dry_run: bool = False) -> Table:

@@ -9,9 +9,12 @@ properties override them.
 
 from __future__ import annotations
 
+import functools
 import io
+import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -64,6 +67,59 @@ def local_path(location: str) -> Path | None:
     if not parsed.scheme or len(parsed.scheme) == 1:  # a plain path (or a Windows drive)
         return Path(location)
     return None
+
+
+# the catalog property naming the folders a lake's files may be in (the target, and a warehouse
+# configured elsewhere), as JSON; set by exporter.catalog.open_lake
+ROOTS_PROPERTY = "animedb.lake-roots"
+
+
+def confine(location: str, roots: Sequence[str]) -> None:
+    """Refuse, in one line, a location outside every root: a path with `..`, a symbolic link
+    leading elsewhere, another bucket or prefix. Locations come from the lake's metadata,
+    which anyone who may edit the catalog can change; a file elsewhere is never read, written
+    or deleted on its word."""
+    if not roots:
+        return
+    if _inside(location, roots):
+        return
+    path = local_path(location)
+    real = os.path.realpath(path) if path is not None else location
+    leads = f", it leads to {escape(real)}" if path is not None and real != str(path) else ""
+    raise ExportError(
+        f"{escape(location)} is outside the lake ({escape(roots[0])}{leads}): a link in the "
+        "lake or its metadata points elsewhere (another tool?), so nothing was read, written "
+        "or deleted there; remove the link or restore the metadata, or export to a new target"
+    )
+
+
+def _inside(location: str, roots: Sequence[str]) -> bool:
+    path = local_path(location)
+    if path is not None:
+        parsed = urlparse(location)
+        if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
+            return False
+        if not path.is_absolute() or ".." in path.parts:
+            return False
+        real = os.path.realpath(path)  # every symbolic link on the way followed
+        return any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
+    try:
+        bucket, key = split_s3(location)
+    except ValueError:
+        return False
+    parts = key.rstrip("/").split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return False
+    canonical = f"s3://{bucket}/{key.rstrip('/')}"
+    return any(canonical == root or canonical.startswith(root + "/") for root in roots)
+
+
+def escape(text: str) -> str:
+    """Text from the lake as one printable line: control characters (a newline, a terminal's
+    escape codes) written as Python escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def split_s3(location: str) -> tuple[str, str]:
@@ -135,6 +191,7 @@ class _LocalWriter(io.FileIO):
 
 class LakeInputFile(InputFile):
     def __init__(self, location: str, fileio: LakeFileIO) -> None:
+        confine(location, fileio.roots)
         super().__init__(location)
         self._io = fileio
 
@@ -171,6 +228,7 @@ class LakeInputFile(InputFile):
 
 class LakeOutputFile(OutputFile):
     def __init__(self, location: str, fileio: LakeFileIO) -> None:
+        confine(location, fileio.roots)
         super().__init__(location)
         self._io = fileio
 
@@ -194,7 +252,13 @@ class LakeOutputFile(OutputFile):
 
 
 class LakeFileIO(FileIO):
-    """pyiceberg's FileIO for local paths and s3:// (catalog property py-io-impl)."""
+    """pyiceberg's FileIO for local paths and s3:// (catalog property py-io-impl), inside the
+    lake's roots (catalog property animedb.lake-roots) alone."""
+
+    @functools.cached_property
+    def roots(self) -> list[str]:
+        text = self.properties.get(ROOTS_PROPERTY)
+        return list(json.loads(text)) if text else []
 
     def client(self) -> S3Client:
         return s3_client(self.properties.get("s3.endpoint"), self.properties.get("s3.region"))
@@ -207,6 +271,7 @@ class LakeFileIO(FileIO):
 
     def delete(self, location: str | InputFile | OutputFile) -> None:
         name = location if isinstance(location, str) else location.location
+        confine(name, self.roots)
         path = local_path(name)
         if path is not None:
             path.unlink(missing_ok=True)

@@ -61,7 +61,7 @@ from pyiceberg.table.update import (
     _update_table_metadata_log,
 )
 from pyiceberg.table.update.snapshot import _SnapshotProducer
-from pyiceberg.typedef import Identifier
+from pyiceberg.typedef import EMPTY_DICT, Identifier, Properties
 from pyiceberg.utils.datetime import datetime_to_millis
 from pyiceberg.utils.properties import property_as_bool, property_as_int
 
@@ -69,6 +69,7 @@ from exporter import layout
 
 if TYPE_CHECKING:
     from pyiceberg.catalog.sql import IcebergTables
+    from pyiceberg.io import FileIO
 
 
 class Conflict(Exception):
@@ -349,6 +350,14 @@ class _LeanCommits(MetastoreCatalog):
     new metadata file, then the pointer swap that refuses a concurrent commit."""
 
     _parsed: dict[str, TableMetadata]
+
+    def _load_file_io(
+        self, properties: Properties = EMPTY_DICT, location: str | None = None
+    ) -> FileIO:
+        # pyiceberg lets a table's properties override the catalog's for its FileIO (the class
+        # to import, its endpoint, the lake's roots): they are the lake's, which anyone who may
+        # edit the catalog can set, so here the catalog's own configuration alone counts
+        return super()._load_file_io(EMPTY_DICT, location)
 
     def _remember(self, location: str, metadata: TableMetadata) -> None:
         if len(self._parsed) >= PARSED_KEPT:
