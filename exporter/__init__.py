@@ -2,6 +2,7 @@
 by the watermark table etl.watermarks; `run_export` is the plain function behind one run, and
 `maintain` the one behind `animedb export maintain`."""
 
+from exporter import _pyiceberg_import  # noqa: F401  (first: see its text)
 from exporter.errors import ExportBusy, ExportError
 from exporter.progress import Progress, RunSummary
 from exporter.run import run_export

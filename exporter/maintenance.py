@@ -38,10 +38,18 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Operation
 
 from animedb import db
-from exporter import duck, layout, live, protocol, snapshots
-from exporter.catalog import Lake, Pair, claim, open_lake, pairs, table_name
+from exporter import duck, layout, live, protocol, snapshots, sqltext
+from exporter.catalog import (
+    Lake,
+    Pair,
+    claim,
+    open_lake,
+    pairs,
+    pyiceberg_configuration,
+    table_name,
+)
 from exporter.datafiles import Written, describe
-from exporter.errors import ExportError, first_line
+from exporter.errors import ExportError, first_line, one_line
 from exporter.pauses import pause_if_asked
 from exporter.progress import MaintenanceResult, Progress
 from exporter.schema import select_list
@@ -253,9 +261,10 @@ def maintain_target(
         config or MaintenanceSettings.from_environment(), budget=None, enabled=True
     )
     storage = open_storage(target)
+    pyiceberg_configuration()
     if not storage.is_s3 and not Path(storage.uri).is_dir():
         raise ExportError(f"{storage.uri} holds no lake: export to it first (nothing maintained)")
-    with storage_errors(storage.uri), Staging() as staging:
+    with one_line("maintenance"), storage_errors(storage.uri), Staging() as staging:
         storage.refuse_old_layout("which maintenance does not know")
         lake = open_lake(storage, catalog_name, namespace)
         with protocol.connect(settings, "maintain") as conn:
@@ -541,9 +550,15 @@ def _write_group(
     current state (so that each file covers a narrow key range a run's deletes can prune to),
     put in the rewrite's own folder."""
     schema = table.schema()
-    rows = live.rows_sql(ctx.con, ctx.lake.storage, schema, live.LiveFiles(group, deletes))
-    select, ids = select_list(schema, {f.name: f'"{f.name}"' for f in schema.fields})
-    order = f' order by "{key_column}"' if key_column else ""
+    name = table_name(table)
+    rows = live.rows_sql(
+        ctx.con, ctx.lake.storage, schema, live.LiveFiles(group, deletes), table=name
+    )
+    select, ids = select_list(
+        schema, {f.name: sqltext.identifier(f.name) for f in schema.fields}, table=name
+    )
+    # the key column is the table's property: checked against its fields, then quoted
+    order = f" order by {sqltext.identifier(live.key_column(table))}" if key_column else ""
     duck.copy_to_parquet(
         ctx.con,
         f"select {select} from ({rows}) s{order}",

@@ -21,7 +21,7 @@ from pyiceberg.table import Table
 
 from animedb import db
 from exporter import catalog, duck, layout, live, protocol
-from exporter.errors import ExportError, first_line
+from exporter.errors import ExportError, first_line, one_line
 from exporter.protocol import APPLICATION
 from exporter.storage import Storage, open_storage, storage_errors
 from exporter.tables import TOMBSTONES, ExportedTable, load_tables
@@ -217,7 +217,7 @@ def verify(
     """Compare the lake at `target` with PostgreSQL; one TableCheck per exported table."""
     settings = db.resolve() if settings is None else settings
     storage = open_storage(target)
-    with storage_errors(storage.uri):
+    with one_line("verify"), storage_errors(storage.uri):
         return _verify(storage, settings, catalog, namespace)
 
 
