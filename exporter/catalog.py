@@ -387,7 +387,7 @@ def ensure_pair(
     for f in pair.current.schema().fields:
         if changes_ids.get(f.name) != f.field_id:
             raise ExportError(
-                f"lake tables {relname} and {relname}{CHANGES_SUFFIX} give column {f.name} "
+                f"lake tables {relname} and {relname}{CHANGES_SUFFIX} give column {escape(f.name)} "
                 "different field ids (changed by another tool?): export to a new target"
             )
     return pair

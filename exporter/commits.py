@@ -18,7 +18,7 @@ from pyiceberg.manifest import DataFile, DataFileContent
 from pyiceberg.table import Table
 
 from exporter import duck, layout, live, protocol, snapshots
-from exporter.catalog import Pair
+from exporter.catalog import Pair, table_name
 from exporter.chunks import ChunkWriter, TableRun
 from exporter.datafiles import Written, describe, export_day
 from exporter.pauses import pause_if_asked
@@ -148,6 +148,7 @@ class Committer:
             files,
             columns=[table.key_column],
             positions=True,
+            table=table_name(lake_table),
         )
         query = (
             f"select file_path, pos from ({rows_now}) r"
