@@ -8,6 +8,7 @@ PostgreSQL answers a delta from the cursor's index instead of scanning the table
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,11 +19,22 @@ from types import ModuleType
 import duckdb
 
 from animedb import db
+from exporter import protocol
 from exporter.errors import ExportError, first_line
 from exporter.storage import S3Access
 
 READER_APPLICATION = "animedb-exporter-reader"
 SPILL_FOLDER = "duckdb-spill"
+MEMORY_LIMIT_VARIABLE = "ANIMEDB_DUCKDB_MEMORY_LIMIT"
+THREADS_VARIABLE = "ANIMEDB_DUCKDB_THREADS"
+TEMP_DIR_VARIABLE = "ANIMEDB_DUCKDB_TEMP_DIR"
+# A chunk's PostgreSQL reader and Parquet writer need about 100 MB (a 300,000-row first load ran
+# at 96MB and not at 64MB): below this floor a run can only fail, and late, with its files half
+# written. Lambda's handler gives DuckDB 60% of the function's memory, 307MB at the least.
+MIN_MEMORY_BYTES = 128 * 1000**2
+MAX_THREADS = 1024
+# DuckDB's memory units: KB, MB, GB, TB are powers of 1000, KiB, MiB, GiB, TiB of 1024
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?(?:([KMGT])(iB|B)?|B)$", re.IGNORECASE)
 
 
 def extension_file(module: ModuleType, name: str) -> Path:
@@ -55,12 +67,47 @@ class DuckConfig:
 
     @classmethod
     def from_environment(cls) -> DuckConfig:
-        threads = os.environ.get("ANIMEDB_DUCKDB_THREADS")
+        """The ANIMEDB_DUCKDB_* variables, checked before a run starts: a value DuckDB would
+        refuse, or could not run with, is one line naming it."""
+        memory_limit = os.environ.get(MEMORY_LIMIT_VARIABLE, "").strip() or None
+        if memory_limit is not None:
+            _check_memory_limit(memory_limit)
+        threads = os.environ.get(THREADS_VARIABLE, "").strip() or None
         return cls(
-            memory_limit=os.environ.get("ANIMEDB_DUCKDB_MEMORY_LIMIT") or None,
-            threads=int(threads) if threads else None,
-            temp_directory=os.environ.get("ANIMEDB_DUCKDB_TEMP_DIR") or None,
+            memory_limit=memory_limit,
+            threads=None if threads is None else _threads(threads),
+            temp_directory=os.environ.get(TEMP_DIR_VARIABLE) or None,
         )
+
+
+def _check_memory_limit(text: str) -> None:
+    found = _SIZE.match(text)
+    if found is None:
+        raise ExportError(
+            f"{MEMORY_LIMIT_VARIABLE}={text!r} is not a size: use a number and a unit, "
+            "e.g. 512MB or 2GB (KB, MB, GB, TB count in 1000s, KiB, MiB, GiB, TiB in 1024s)"
+        )
+    number, prefix, suffix = found.groups()
+    base = 1024 if (suffix or "").lower() == "ib" else 1000
+    size = float(number) * base ** " KMGT".index((prefix or " ").upper())
+    if size < MIN_MEMORY_BYTES:
+        raise ExportError(
+            f"{MEMORY_LIMIT_VARIABLE}={text!r} is too little for DuckDB to read and write a "
+            "chunk (about 100 MB): give it 128MB at the least, e.g. 512MB or 2GB"
+        )
+
+
+def _threads(text: str) -> int:
+    try:
+        threads = int(text)
+    except ValueError:
+        threads = 0
+    if not 1 <= threads <= MAX_THREADS:
+        raise ExportError(
+            f"{THREADS_VARIABLE}={text!r} is not a number of threads: use a whole number "
+            f"from 1 to {MAX_THREADS}, e.g. 4 (or leave it unset: one per CPU)"
+        )
+    return threads
 
 
 def source_columns(con: duckdb.DuckDBPyConnection, table_name: str) -> dict[str, str]:
@@ -81,6 +128,9 @@ def load_iceberg(con: duckdb.DuckDBPyConnection) -> None:
 
 def explain(exc: duckdb.Error, target: str) -> str:
     """One line for a DuckDB failure while it read or wrote the lake at `target`."""
+    kind = protocol.timeout_kind(str(exc))
+    if kind is not None:  # PostgreSQL's, not the lake's (no connection here to name a holder)
+        return str(protocol.timed_out(kind, None))
     hint = (
         " (check the S3 endpoint, AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, and the network)"
         if target.startswith("s3://")
@@ -121,7 +171,13 @@ def connect(
     settings["temp_directory"] = config.temp_directory or str(
         Path(tempfile.gettempdir()) / SPILL_FOLDER
     )
-    con = duckdb.connect(config=settings)
+    try:
+        con = duckdb.connect(config=settings)
+    except duckdb.Error as exc:
+        raise ExportError(
+            f"DuckDB refused its settings ({first_line(exc)}): check {MEMORY_LIMIT_VARIABLE}, "
+            f"{THREADS_VARIABLE} and {TEMP_DIR_VARIABLE}"
+        ) from exc
     _session_settings(con)
     postgres = extension_file(duckdb_extension_postgres_scanner, "postgres_scanner")
     con.execute(f"LOAD {quote(str(postgres))}")
@@ -146,11 +202,17 @@ def attach_postgres(
     alias: str = "pg",
     role: str | None = db.EXPORTER_ROLE,
     application_name: str = READER_APPLICATION,
+    limits: protocol.SessionLimits | None = None,
 ) -> None:
-    """Attach PostgreSQL read-only, logged in as `role` (None: as the settings' own user)."""
+    """Attach PostgreSQL read-only, logged in as `role` (None: as the settings' own user); every
+    connection DuckDB opens to it carries the exporter's session limits (the environment's
+    unless given), as libpq options."""
+    limits = protocol.SessionLimits.from_environment() if limits is None else limits
     if role:
         settings = settings.login(role)
-    conninfo = settings.conninfo(application_name=application_name, connect_timeout="10")
+    conninfo = settings.conninfo(
+        application_name=application_name, connect_timeout="10", options=limits.options()
+    )
     con.execute("SET pg_use_ctid_scan = false")
     con.execute("SET pg_pool_max_connections = 0")
     try:
@@ -195,13 +257,42 @@ def session(
     s3: S3Access | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """`connect`, with PostgreSQL attached as `pg` (as the exporter's role); closed on the way
-    out."""
+    out. A read PostgreSQL ended for a session limit comes out as ExportError, naming the
+    session that holds the lock it waited for."""
     con = connect(config, s3=s3)
     try:
         attach_postgres(con, settings, application_name=application_name)
         yield con
+    except duckdb.Error as exc:
+        timed_out = postgres_timeout(con, exc)
+        if timed_out is None:
+            raise
+        raise timed_out from exc
     finally:
         con.close()
+
+
+def postgres_timeout(con: duckdb.DuckDBPyConnection, exc: duckdb.Error) -> ExportError | None:
+    """The one line for a read PostgreSQL ended for its lock or statement timeout, naming the
+    session that holds the lock (asked through con's attached PostgreSQL); None for any other
+    failure."""
+    kind = protocol.timeout_kind(str(exc))
+    if kind is None:
+        return None
+    holder = None
+    if kind == "lock":
+        try:
+            attached = con.execute(
+                "select database_name from duckdb_databases() where type = 'postgres' limit 1"
+            ).fetchone()
+            if attached is not None:
+                holder = con.execute(
+                    f"select * from postgres_query({quote(str(attached[0]))},"
+                    f" {quote(protocol.LOCK_HOLDER_SQL)})"
+                ).fetchone()
+        except duckdb.Error:
+            holder = None
+    return protocol.timed_out(kind, holder)
 
 
 def copy_to_parquet(
@@ -225,7 +316,7 @@ def copy_to_parquet(
             f"COPY ({query}) TO {quote(str(destination))} (FORMAT parquet, COMPRESSION zstd{ids})"
         ).fetchone()
     except duckdb.Error as exc:
-        raise ExportError(
+        raise postgres_timeout(con, exc) or ExportError(
             f"reading from PostgreSQL or writing Parquet failed: {first_line(exc)}"
         ) from exc
     return int(result[0]) if result else 0

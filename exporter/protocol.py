@@ -7,16 +7,25 @@ oldest transaction still open in any client session (or now), minus a settle mar
 a transaction whose start time is taken but not yet published in pg_stat_activity.
 `id` tables: window max_id < key <= bound, the bound being max(key) read first; a table another
 session holds a write lock on is deferred (its window stays put).
+
+Every session of the exporter (control connections here, DuckDB's in exporter/duck.py) waits
+for a lock and runs a statement within SessionLimits: a session that holds a lock the exporter
+needs stops a run with one line naming it, and the next run resumes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Self, cast
 
 import psycopg
+from psycopg.abc import Params, Query, QueryNoTemplate
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
@@ -31,6 +40,14 @@ LOCK_KEY = 0x616E696D65646201  # "animedb" + 1
 MAINTENANCE_LOCK_KEY = 0x616E696D65646202
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # where modified watermarks start (etl schema)
 WRITE_LOCKS = ("RowExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
+LOCK_TIMEOUT_VARIABLE = "ANIMEDB_EXPORT_LOCK_TIMEOUT"
+STATEMENT_TIMEOUT_VARIABLE = "ANIMEDB_EXPORT_STATEMENT_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = dt.timedelta(seconds=30)
+# a statement reads one chunk (ANIMEDB_EXPORT_CHUNK_ROWS, a million rows: seconds to a minute)
+# or one table for verify; a quarter of an hour is far beyond either, and Lambda's own limit
+DEFAULT_STATEMENT_TIMEOUT = dt.timedelta(minutes=15)
+MAX_TIMEOUT = dt.timedelta(milliseconds=2**31 - 1)  # PostgreSQL's largest, about 24 days
+_NO_LIMIT = ("0", "off")
 
 
 class StoredFile(Protocol):
@@ -138,14 +155,195 @@ class Bounds:
     write_locked: dict[str, str] = field(default_factory=dict)
 
 
-def connect(settings: db.Settings, purpose: str = "") -> psycopg.Connection[TupleRow]:
-    """A control connection of the exporter: autocommit, acting as animedb_exporter, named
-    `animedb-exporter[-purpose]` (the bound leaves the exporter's own sessions out)."""
+def _timeout(variable: str, default: dt.timedelta) -> dt.timedelta:
+    """A timeout from the environment: a duration (`30s`, `15m`), or 0 / off for none."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    if text.lower() in _NO_LIMIT:
+        return dt.timedelta(0)
+    # maintenance reads the same durations, and imports this module
+    from exporter.maintenance import parse_duration
+
+    try:
+        value = parse_duration(text, variable)
+    except ExportError:
+        value = None
+    if value is None or value > MAX_TIMEOUT:
+        raise ExportError(
+            f"{variable}={text!r} is not a timeout: use a duration up to 24d, e.g. 30s, 15m or "
+            "1h, or off for none"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """How long a statement of the exporter may wait for a lock, and run, in PostgreSQL: without
+    them one session holding a lock on an exported table (LOCK TABLE, ALTER TABLE, VACUUM FULL)
+    would keep the exporter waiting forever. Zero is PostgreSQL's `no limit`."""
+
+    lock_timeout: dt.timedelta = DEFAULT_LOCK_TIMEOUT
+    statement_timeout: dt.timedelta = DEFAULT_STATEMENT_TIMEOUT
+
+    @classmethod
+    def from_environment(cls) -> SessionLimits:
+        return cls(
+            lock_timeout=_timeout(LOCK_TIMEOUT_VARIABLE, DEFAULT_LOCK_TIMEOUT),
+            statement_timeout=_timeout(STATEMENT_TIMEOUT_VARIABLE, DEFAULT_STATEMENT_TIMEOUT),
+        )
+
+    def settings(self) -> dict[str, str]:
+        """PostgreSQL's settings, in milliseconds."""
+        return {
+            "lock_timeout": str(math.ceil(self.lock_timeout.total_seconds() * 1000)),
+            "statement_timeout": str(math.ceil(self.statement_timeout.total_seconds() * 1000)),
+        }
+
+    def options(self) -> str:
+        """The settings as libpq's `options`, for connections another library opens (DuckDB's)."""
+        return " ".join(f"-c {name}={value}" for name, value in self.settings().items())
+
+
+def connect(
+    settings: db.Settings, purpose: str = "", *, limits: SessionLimits | None = None
+) -> psycopg.Connection[TupleRow]:
+    """A control connection of the exporter: autocommit, logged in as animedb_exporter (the
+    bound leaves that role's sessions out), named `animedb-exporter[-purpose]`, with the
+    session's limits (from the environment unless given); a statement that exceeds them
+    raises ExportError, with one line naming who holds the lock it waited for."""
+    limits = SessionLimits.from_environment() if limits is None else limits
     name = f"{APPLICATION}-{purpose}" if purpose else APPLICATION
     try:
-        return db.connect(settings, application_name=name, autocommit=True, role=db.EXPORTER_ROLE)
+        conn = db.connect(settings, application_name=name, autocommit=True, role=db.EXPORTER_ROLE)
     except db.DatabaseUnavailable as exc:
         raise ExportError(str(exc)) from exc
+    conn.cursor_factory = _LimitedCursor
+    conn.execute(
+        "select set_config('lock_timeout', %(lock_timeout)s, false),"
+        " set_config('statement_timeout', %(statement_timeout)s, false)",
+        limits.settings(),
+    )
+    return conn
+
+
+# Who holds (or waits ahead of the exporter for) a lock that keeps a read or a write of the
+# exporter waiting, for the message once PostgreSQL gave up on it: a lock no one else may share
+# on any table, or one that stops writes on the exporter's own (etl). pg_locks, pg_class and a
+# session's pid, role and name are visible to every role; the current setting comes along.
+LOCK_HOLDER_SQL = """
+select s.lock_timeout, h.relation, h.pid, h.application_name, h.usename, h.mode
+from (select current_setting('lock_timeout') as lock_timeout) as s
+left join lateral (
+    select n.nspname || '.' || c.relname as relation, l.pid, a.application_name,
+           a.usename::text as usename, l.mode
+    from pg_locks as l
+    join pg_class as c on c.oid = l.relation
+    join pg_namespace as n on n.oid = c.relnamespace
+    left join pg_stat_activity as a on a.pid = l.pid
+    where l.locktype = 'relation'
+      and l.database = (select d.oid from pg_database as d where d.datname = current_database())
+      and l.pid <> pg_backend_pid()
+      and (l.mode = 'AccessExclusiveLock'
+           or (n.nspname = 'etl' and l.mode in ('ShareLock', 'ShareRowExclusiveLock',
+                                                'ExclusiveLock')))
+    order by l.granted desc, n.nspname, c.relname, l.pid
+    limit 1
+) as h on true
+"""
+
+
+def timeout_kind(message: str) -> str | None:
+    """'lock' or 'statement' when PostgreSQL's `message` says it ended a statement for that
+    limit (DuckDB passes PostgreSQL's messages on as text), else None."""
+    found = re.search(r"canceling statement due to (lock|statement) timeout", message)
+    return found.group(1) if found else None
+
+
+def _lock_mode(mode: str) -> str:
+    """pg_locks' `AccessExclusiveLock` as LOCK TABLE spells it: ACCESS EXCLUSIVE."""
+    return " ".join(re.findall(r"[A-Z][a-z]*", mode.removesuffix("Lock"))).upper()
+
+
+def timed_out(kind: str, holder: Sequence[Any] | None) -> ExportError:
+    """The one line for a statement PostgreSQL ended: `kind` 'lock' or 'statement', `holder` a
+    row of LOCK_HOLDER_SQL when it could be read."""
+    then = "then run again: nothing is lost, a pending run resumes"
+    if kind == "statement":
+        return ExportError(
+            f"PostgreSQL ended a statement of the exporter that ran longer than "
+            f"{STATEMENT_TIMEOUT_VARIABLE} allows (default 15m): raise it (e.g. 1h, or off), "
+            f"{then}"
+        )
+    waited = f" ({holder[0]})" if holder and holder[0] else ""
+    if not holder or holder[1] is None:
+        return ExportError(
+            f"PostgreSQL gave up waiting for a lock after {LOCK_TIMEOUT_VARIABLE}{waited}: "
+            "another session holds one on a table the exporter reads or writes (pg_locks "
+            f"says which); end that session's transaction or raise {LOCK_TIMEOUT_VARIABLE}, "
+            f"{then}"
+        )
+    _, relation, pid, app, user, mode = holder
+    who = ", ".join(" ".join(str(v).split()) for v in (app or "no name", user) if v)
+    return ExportError(
+        f"PostgreSQL gave up waiting for {relation} after {LOCK_TIMEOUT_VARIABLE}{waited}: "
+        f"pid {pid} ({who}) holds or awaits an {_lock_mode(str(mode))} lock on it; end that "
+        f"session's transaction (an administrator may run SELECT pg_terminate_backend({pid})), "
+        f"{then}"
+    )
+
+
+class _LimitedCursor(psycopg.Cursor[TupleRow]):
+    """The control connections' cursor: a statement PostgreSQL ended for its lock or statement
+    timeout becomes ExportError, naming the session that holds the lock it waited for."""
+
+    def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
+        try:
+            # the exporter sends strings and sql.Composed, never t-strings (Template)
+            sent = cast("QueryNoTemplate", query)
+            return super().execute(sent, params, prepare=prepare, binary=binary)
+        except psycopg.errors.OperationalError as exc:
+            explained = self._explained(exc)
+            if explained is None:
+                raise
+            raise explained from exc
+
+    def executemany(
+        self, query: Query, params_seq: Iterable[Params], *, returning: bool = False
+    ) -> None:
+        try:
+            super().executemany(query, params_seq, returning=returning)
+        except psycopg.errors.OperationalError as exc:
+            explained = self._explained(exc)
+            if explained is None:
+                raise
+            raise explained from exc
+
+    def _explained(self, exc: psycopg.errors.OperationalError) -> ExportError | None:
+        kind = (
+            "lock"
+            if isinstance(exc, psycopg.errors.LockNotAvailable)
+            else timeout_kind(str(exc))
+            if isinstance(exc, psycopg.errors.QueryCanceled)
+            else None
+        )
+        if kind is None:
+            return None
+        holder = None
+        # a transaction the timeout aborted answers nothing more; outside one, ask here
+        if kind == "lock" and self.connection.info.transaction_status == TransactionStatus.IDLE:
+            try:
+                holder = psycopg.Cursor(self.connection).execute(LOCK_HOLDER_SQL).fetchone()
+            except psycopg.Error:
+                holder = None
+        return timed_out(kind, holder)
 
 
 def try_lock(conn: psycopg.Connection[TupleRow], key: int) -> bool:

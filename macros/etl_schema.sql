@@ -81,7 +81,11 @@
     {#- The watermark bound: the start of the oldest transaction still open in a client session
         other than the exporter's, with its pid, name and state for the message, and nothing
         else (no query text, no settings). Its owner, the user that runs dbt, reads every
-        session's statistics; the exporter, which may only call this, reads none. -#}
+        session's statistics; the exporter, which may only call this, reads none.
+        The exporter's own sessions are those logged in as animedb_exporter (macros/roles.sql):
+        pg_stat_activity.usesysid is the role a session authenticated as, which neither SET ROLE
+        nor application_name changes, and that role may write no exported table, so leaving its
+        sessions out can hide no row. A name is anyone's to choose: it proves nothing. -#}
     create or replace function etl.oldest_open_transaction(
         out pid integer, out application_name text, out state text, out xact_start timestamptz)
     language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $fn$
@@ -96,7 +100,7 @@
         where a.backend_type = 'client backend'
           and a.xact_start is not null
           and a.pid <> pg_backend_pid()
-          and a.application_name not like 'animedb-exporter%'
+          and a.usesysid is distinct from to_regrole('animedb_exporter')::oid
         order by a.xact_start
         limit 1;
     end
