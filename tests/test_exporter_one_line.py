@@ -173,8 +173,8 @@ def test_a_malformed_pyiceberg_configuration(pg: Server, app_db: str, tmp_path: 
         )
         assert shown.returncode == 0, shown.stderr
     target = tmp_path / "lake"
-    for command in ("run", "verify", "tables", "maintain"):
-        proc = h.run_cli(env, command, "--target", str(target))
+    for name in ("run", "verify", "tables", "maintain"):
+        proc = h.run_cli(env, name, "--target", str(target))
         assert_refused(proc, f"{home / '.pyiceberg.yaml'} cannot be read")
     assert not target.exists()
     with pg.connect(app_db) as conn:

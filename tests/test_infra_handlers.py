@@ -238,3 +238,13 @@ def test_events_with_unknown_fields_are_refused(function: Function) -> None:
     with pytest.raises(runtime.RunFailed, match="task 'vacuum' is not one of run, maintain"):
         export.handler({"task": "vacuum"}, None)
     assert function.presented == []  # refused before any work
+
+
+def test_a_bad_duckdb_setting_is_refused_before_any_work(
+    function: Function, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    function.runs_as(db.EXPORTER_ROLE)
+    monkeypatch.setenv("ANIMEDB_DUCKDB_MEMORY_LIMIT", "garbage")
+    with pytest.raises(runtime.RunFailed, match="ANIMEDB_DUCKDB_MEMORY_LIMIT"):
+        export.handler({}, None)
+    assert function.presented == []

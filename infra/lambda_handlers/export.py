@@ -80,7 +80,10 @@ def handler(event: object, context: object) -> dict[str, Any]:
     target = os.environ.get(TARGET_VARIABLE)
     if not target:
         raise runtime.fail(f"exporter: {TARGET_VARIABLE} is not set: the template sets it")
-    config = duck_config()
+    try:
+        config = duck_config()  # a bad ANIMEDB_DUCKDB_* setting: one line, nothing recorded
+    except ExportError as exc:
+        raise runtime.fail(f"exporter: {exc}") from exc
 
     def work(settings: rds.RdsSettings) -> dict[str, Any]:
         try:
