@@ -278,7 +278,7 @@ def status(target: str | None, catalog: str | None, namespace: str | None, as_js
         b = result.held_back_by
         out.print(
             f"[yellow]the bound is held back by pid {b['pid']} "
-            f"({b['application_name'] or 'no name'}, "
+            f"({_text(b['application_name'] or 'no name')}, "
             f"{b['state']}), in a transaction open for {b['open_for']}[/yellow]"
         )
 

@@ -66,12 +66,32 @@ class TcpProxy:
             try:
                 client, _ = server.accept()
             except OSError:
-                return
+                if self._server is not server:
+                    return  # stopped
+                time.sleep(0.05)  # a passing failure (out of descriptors, say): go on serving
+                continue
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        """One connection, piped both ways; both sockets closed and forgotten once it ends (a
+        long session makes tens of thousands: kept open, they would use up the descriptors)."""
+        try:
             backend = socket.create_connection(("127.0.0.1", self.backend_port))
-            with self._lock:
-                self._connections += [client, backend]
-            for a, b in ((client, backend), (backend, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+        except OSError:
+            client.close()
+            return
+        pair = [client, backend]
+        with self._lock:
+            self._connections += pair
+        back = threading.Thread(target=self._pipe, args=(backend, client), daemon=True)
+        back.start()
+        self._pipe(client, backend)
+        back.join()
+        with self._lock:
+            for conn in pair:
+                if conn in self._connections:
+                    self._connections.remove(conn)
+                conn.close()
 
     @staticmethod
     def _pipe(source: socket.socket, sink: socket.socket) -> None:
