@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
-from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.catalog import Catalog, MetastoreCatalog, load_catalog
 from pyiceberg.exceptions import (
     NamespaceAlreadyExistsError,
     NoSuchNamespaceError,
@@ -209,12 +209,12 @@ def open_lake(
         extra["py-io-impl"] = FILE_IO
     warehouse = storage.uri
     if "warehouse" in configured:
-        warehouse = open_storage(str(configured["warehouse"])).uri
-        extra["warehouse"] = warehouse
-        if warehouse not in storage.roots:
-            storage.roots.append(warehouse)
-    else:
-        extra["warehouse"] = storage.uri
+        warehouse = str(configured["warehouse"])
+        if warehouse.startswith(("s3://", "file://", "/")):  # a location, not a catalog's name
+            warehouse = open_storage(warehouse).uri
+            if warehouse not in storage.roots:
+                storage.roots.append(warehouse)
+    extra["warehouse"] = warehouse
     extra[ROOTS_PROPERTY] = json.dumps(storage.roots)
     if not configured:
         if storage.is_s3:
@@ -229,6 +229,12 @@ def open_lake(
             f"cannot open the Iceberg catalog {name!r} for {storage.uri}: {first_line(exc)} "
             "(check its pyiceberg configuration)"
         ) from exc
+    if not isinstance(catalog, MetastoreCatalog):
+        # a catalog server (REST: S3 Tables, Polaris) places its tables where it decides, and
+        # is the authority on where they are; the lake's paths are confined with the catalogs
+        # whose table locations are rows anyone with rights on them can edit (SQL, Glue, ...)
+        storage.roots.clear()
+        catalog.properties.pop(ROOTS_PROPERTY, None)
     return Lake(storage, catalog, name, namespace, warehouse)
 
 
