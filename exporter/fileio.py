@@ -107,10 +107,10 @@ def _inside(location: str, roots: Sequence[str]) -> bool:
         bucket, key = split_s3(location)
     except ValueError:
         return False
-    parts = key.rstrip("/").split("/")
-    if any(part in ("", ".", "..") for part in parts):
+    key = key.rstrip("/")
+    if key and any(part in ("", ".", "..") for part in key.split("/")):
         return False
-    canonical = f"s3://{bucket}/{key.rstrip('/')}"
+    canonical = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
     return any(canonical == root or canonical.startswith(root + "/") for root in roots)
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from exporter import catalog, layout
+from exporter.errors import ExportError
+from exporter.fileio import confine
 from tests import exporter_helpers as h
 from tests.exporter_helpers import assert_refused, watermarks
 from tests.lake_helpers import file_hashes, open_lake
@@ -173,3 +175,26 @@ def test_text_from_the_lake_is_printed_escaped(
     line = assert_refused(proc, "mirrors database", "\\x1b[31m")
     assert "\x1b" not in proc.stderr and "\x1b" not in proc.stdout
     assert "\\n" in line
+
+
+@pytest.mark.parametrize(
+    ("location", "inside"),
+    [
+        ("s3://lake/prefix/animedb/users/data/f.parquet", True),
+        ("s3://lake/prefix", True),
+        ("s3://lake/prefix-other/f.parquet", False),
+        ("s3://lake/prefix/../other/f.parquet", False),
+        ("s3://lake/prefix//f.parquet", False),
+        ("s3://other/prefix/f.parquet", False),
+        ("s3a://lake/prefix/f.parquet", True),
+        ("/elsewhere/f.parquet", False),
+    ],
+)
+def test_s3_locations_inside_a_prefix(location: str, inside: bool) -> None:
+    roots = ["s3://lake/prefix"]
+    if inside:
+        confine(location, roots)
+    else:
+        with pytest.raises(ExportError, match="outside the lake"):
+            confine(location, roots)
+    confine("s3://lake/any/where", ["s3://lake"])  # a whole bucket's lake
