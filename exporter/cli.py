@@ -21,6 +21,7 @@ from rich.table import Column, Table
 from animedb import cli as conventions
 from animedb import db
 from exporter import catalog, maintenance, protocol, snapshots
+from exporter.durations import parse_duration
 from exporter.errors import ExportError, one_line
 from exporter.fileio import escape
 from exporter.maintenance import MaintenanceSettings, maintain_target
@@ -496,7 +497,7 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
     if value is None:
         return None
     try:
-        return maintenance.parse_duration(value, param.opts[0])
+        return parse_duration(value, param.opts[0])
     except ExportError as exc:
         raise click.BadParameter(str(exc).split(": ", 1)[-1], param=param) from exc
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import re
 import shutil
 import time
 from collections import defaultdict
@@ -49,6 +48,7 @@ from exporter.catalog import (
     table_name,
 )
 from exporter.datafiles import Written, describe
+from exporter.durations import parse_duration
 from exporter.errors import ExportError, first_line, one_line
 from exporter.pauses import pause_if_asked
 from exporter.progress import MaintenanceResult, Progress
@@ -73,19 +73,6 @@ SMALL_SHARE = 0.25
 SMALL_ROWS = 250_000
 DELETED_SHARE = 0.3  # a data file with this share of its rows deleted is rewritten
 MAX_INPUT_BYTES = 1024**3  # what one rewrite reads at most (its time stays bounded); the rest waits
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str, what: str) -> dt.timedelta:
-    """`90`, `90s`, `30m`, `12h` or `7d`; anything else is one clear line."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ExportError(f"{what} {text!r} is not a duration: use e.g. 90s, 30m, 12h or 7d")
-    seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
-        raise ExportError(f"{what} {text!r} must be longer than zero")
-    return dt.timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
 from animedb import db
+from exporter.durations import parse_duration
 from exporter.errors import ExportBusy, ExportError, first_line
 from exporter.tables import ExportedTable
 
@@ -162,9 +163,6 @@ def _timeout(variable: str, default: dt.timedelta) -> dt.timedelta:
         return default
     if text.lower() in _NO_LIMIT:
         return dt.timedelta(0)
-    # maintenance reads the same durations, and imports this module
-    from exporter.maintenance import parse_duration
-
     try:
         value = parse_duration(text, variable)
     except ExportError:
