@@ -113,13 +113,15 @@ def check_files(
 
 def latest_from_log(source: str, key: str, cursor: str) -> str:
     """The one statement of the latest state: from a relation of row versions and deletes
-    (the change log's columns), the newest version of each key, by run and then by cursor,
-    and no key that was ever deleted (keys are never reused)."""
+    (the change log's columns), each key's newest change, by run and then by cursor, unless it
+    is a delete. A run records one change per key, its newest version or its delete; a run of
+    an earlier version may have recorded both for a key deleted and inserted again, and then
+    the version is the newer (it was read after the delete committed)."""
     return (
-        f"select * from {source} where not {layout.DELETED_COLUMN}"
-        f' and "{key}" not in (select "{key}" from {source} where {layout.DELETED_COLUMN})'
-        f' qualify row_number() over (partition by "{key}" order by'
-        f' {layout.RUN_COLUMN} desc, "{cursor}" desc) = 1'
+        f"select * exclude (_animedb_newest) from (select *, row_number() over (partition by"
+        f' "{key}" order by {layout.RUN_COLUMN} desc, {layout.DELETED_COLUMN} asc,'
+        f' "{cursor}" desc) as _animedb_newest from {source}) where _animedb_newest = 1'
+        f" and not {layout.DELETED_COLUMN}"
     )
 
 
