@@ -347,13 +347,14 @@ def ensure_pair(
     evolution: schema.Evolution,
     existing: tuple[Table | None, Table | None],
     properties: dict[str, str],
+    run_id: int,
 ) -> Pair:
     """Create the two tables of a source table (with `properties` besides the lake's own), or
     bring their schemas up to the source's.
 
     Both tables give every column the same field id: the current state is the change log's
-    schema less `_deleted` (whose id stays reserved), so one file DuckDB writes is a valid
-    data file of either, and a run stores a copy of it in each instead of writing it twice.
+    schema less `_deleted` (whose id stays reserved), so a run makes the current state's file
+    of a chunk from the change log's by leaving that column out.
     """
     tables: dict[str, Table] = {}
     loaded = {"current": existing[0], "changes": existing[1]}
@@ -386,7 +387,7 @@ def ensure_pair(
                 with table.update_schema() as update:
                     update.delete_column(DELETED_COLUMN)
         else:
-            table = schema.apply(table, evolution)
+            table = schema.apply(table, evolution, run_id)
         tables[role] = table
     pair = Pair(evolution.source, tables["current"], tables["changes"])
     changes_ids = {f.name: f.field_id for f in pair.changes.schema().fields}

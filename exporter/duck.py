@@ -320,3 +320,18 @@ def copy_to_parquet(
             f"reading from PostgreSQL or writing Parquet failed: {first_line(exc)}"
         ) from exc
     return int(result[0]) if result else 0
+
+
+def write_parquet(
+    con: duckdb.DuckDBPyConnection, query: str, destination: Path, *, field_ids: str
+) -> int:
+    """Write the rows of `query`, which reads files only (no PostgreSQL), to a zstd Parquet
+    file with these field ids; the number of rows written."""
+    try:
+        result = con.execute(
+            f"COPY ({query}) TO {quote(str(destination))}"
+            f" (FORMAT parquet, COMPRESSION zstd, FIELD_IDS {field_ids})"
+        ).fetchone()
+    except duckdb.Error as exc:
+        raise ExportError(f"writing Parquet failed: {first_line(exc)}") from exc
+    return int(result[0]) if result else 0

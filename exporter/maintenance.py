@@ -37,7 +37,7 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Operation
 
 from animedb import db
-from exporter import duck, layout, live, protocol, snapshots, sqltext
+from exporter import deletefiles, duck, layout, live, protocol, snapshots, sqltext
 from exporter.catalog import (
     Lake,
     Pair,
@@ -365,7 +365,9 @@ def _added_since_rewrite(ctx: _Context, table: Table) -> tuple[int, int]:
         rows = int(props.get("added-records", "0"))
         if added and size / added < SMALL_SHARE * ctx.settings.target_file_bytes:
             data += added if rows / added < SMALL_ROWS else 0
-        deletes += int(props.get("added-delete-files", "0"))
+        # a commit adds at most one delete file per data file: this many commits with deletes
+        # is the most delete files a data file can have gathered
+        deletes += 1 if int(props.get("added-delete-files", "0")) else 0
     return data, deletes
 
 
@@ -415,7 +417,8 @@ def _compact_changes(ctx: _Context, table: Table) -> None:
 def _compact_current(ctx: _Context, table: Table, key_column: str) -> None:
     """The current state's small files, once there are MIN_INPUT_FILES of them, and its files
     with DELETED_SHARE of their rows deleted, rewritten from their live rows; its delete files
-    merged into one once there are MIN_INPUT_FILES of them, or whenever files are rewritten."""
+    merged into one per data file once a data file has MIN_INPUT_FILES of them (or a delete file
+    names several data files), or whenever files are rewritten."""
     data, deletes = _added_since_rewrite(ctx, table)
     if data < MIN_INPUT_FILES and deletes < MIN_INPUT_FILES and not _much_deleted(table):
         return
@@ -431,7 +434,8 @@ def _compact_current(ctx: _Context, table: Table, key_column: str) -> None:
     chosen = _bounded(list({f.file_path: f for f in chosen}.values()))
     # positions of files no longer live (another engine rewrote them): dead weight to read
     dangling = bool(set(deleted) - {f.file_path for f in files.data})
-    if not chosen and len(files.deletes) < MIN_INPUT_FILES and not dangling:
+    stacked = deletefiles.most_per_data_file(files.deletes)
+    if not chosen and stacked < MIN_INPUT_FILES and not dangling:
         return
     _rewrite(ctx, table, [chosen] if chosen else [], deletes=files.deletes, key_column=key_column)
 
@@ -571,8 +575,8 @@ def _merged_deletes(
     folder: Path,
     job: str,
 ) -> list[Written]:
-    """The positions of all delete files in one file, less those of data files that are no
-    longer live or are being rewritten."""
+    """The positions of all delete files in one file per data file, less those of data files
+    that are no longer live or are being rewritten."""
     files = live.live_files(table)
     gone = {f.file_path for f in removed}
     keep = [f.file_path for f in files.data if f.file_path not in gone]
@@ -580,20 +584,14 @@ def _merged_deletes(
         return []
     live.name_files(ctx.con, ctx.lake.storage, "kept", keep)
     paths = live.paths_sql(ctx.lake.storage, [f.file_path for f in deletes])
-    staged = folder / "deletes.parquet"
-    rows = duck.copy_to_parquet(
+    return deletefiles.write(
         ctx.con,
-        f"select distinct file_path, pos from read_parquet({paths})"
-        " where file_path in (select path from file_names_kept) order by 1, 2",
-        staged,
-        field_ids=f"{{'file_path': {layout.FILE_PATH_ID}, 'pos': {layout.POS_ID}}}",
+        ctx.lake.storage,
+        f"select file_path, pos from read_parquet({paths})"
+        " where file_path in (select path from file_names_kept)",
+        folder / "deletes",
+        lambda name: layout.maintenance_location(table.location(), job, name),
     )
-    if not rows:
-        return []
-    location = layout.maintenance_location(table.location(), job, "deletes.parquet")
-    size, digest = staged.stat().st_size, sha256_of(staged)
-    ctx.lake.storage.put_file(staged, location)
-    return [Written(location, size, digest, rows)]
 
 
 # --- expiry ----------------------------------------------------------------------------------

@@ -268,28 +268,6 @@ class Storage:
         finally:
             staged.unlink(missing_ok=True)
 
-    def copy(self, source: str, location: str) -> None:
-        """Put a copy of the file at `source` (in the target) at `location`, replacing what is
-        there, atomically: the kernel copies a local file (no link: each table owns its
-        files, and damage to one is not damage to the other), S3 copies server-side."""
-        path, origin = local_path(self.confine(location)), local_path(self.confine(source))
-        if path is not None and origin is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _copy_in_place(origin, path)
-            _sync_dir(path.parent)
-            return
-        bucket, key = split_s3(location)
-        source_bucket, source_key = split_s3(source)
-        self._s3(
-            "write to",
-            location,
-            self.client().copy,
-            CopySource={"Bucket": source_bucket, "Key": source_key},
-            Bucket=bucket,
-            Key=key,
-            ExtraArgs={"ChecksumAlgorithm": "SHA256"},
-        )
-
     def has_file(self, location: str, size: int, sha256: str) -> bool:
         """Whether `location` holds exactly this file (a resumed run keeps such chunks)."""
         path = local_path(self.confine(location))

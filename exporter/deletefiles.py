@@ -1,0 +1,95 @@
+"""Position-delete files scoped to one data file each, as Iceberg's own writers have made them
+since 1.5 and as deletion vectors require: a reader then opens, for each data file, only the
+delete files that name it, and readers that cannot apply a delete file naming several data
+files (polars' own reader) can read the table natively. A file's `file_path` bounds are that
+one data file's location (exporter/datafiles.py), which is how readers know it.
+
+A delete file's name comes from the data file it names, so a commit built again (after a
+concurrent commit, or by a resumed run) writes the same file over the same location."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+from pyiceberg.conversions import from_bytes
+from pyiceberg.manifest import DataFile
+from pyiceberg.types import StringType
+
+from exporter import duck, layout
+from exporter.datafiles import Written
+from exporter.sqltext import literal
+from exporter.storage import Storage, sha256_of
+
+FIELD_IDS = f"{{'file_path': {layout.FILE_PATH_ID}, 'pos': {layout.POS_ID}}}"
+
+
+def name_for(data_file: str) -> str:
+    """The delete file's name for the data file at this location."""
+    return f"deletes-{hashlib.sha256(data_file.encode()).hexdigest()[:20]}.parquet"
+
+
+def write(
+    con: duckdb.DuckDBPyConnection,
+    storage: Storage,
+    positions: str,
+    staged: Path,
+    location: Callable[[str], str],
+) -> list[Written]:
+    """The rows of `positions` (a query of file_path and pos) as one delete file per data file
+    they name, in position order, each put at `location(name)`; staged in the folder
+    `staged`, which is removed after."""
+    staged.mkdir(parents=True, exist_ok=True)
+    try:
+        con.execute(f"create or replace temp table scoped_positions as {positions}")
+        paths = [
+            str(p)
+            for (p,) in con.execute(
+                "select distinct file_path from scoped_positions order by 1"
+            ).fetchall()
+        ]
+        written = []
+        for path in paths:
+            name = name_for(path)
+            file = staged / name
+            rows = duck.write_parquet(
+                con,
+                "select distinct file_path, pos from scoped_positions"
+                f" where file_path = {literal(path)} order by pos",
+                file,
+                field_ids=FIELD_IDS,
+            )
+            at = location(name)
+            size, digest = file.stat().st_size, sha256_of(file)
+            storage.put_file(file, at)
+            written.append(Written(at, size, digest, rows))
+        return written
+    finally:
+        con.execute("drop table if exists scoped_positions")
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def referenced(delete_file: DataFile) -> str | None:
+    """The one data file a position-delete file names, by its `file_path` bounds; None for a
+    file naming several (or without bounds: an earlier version's, another engine's)."""
+    lower = (delete_file.lower_bounds or {}).get(layout.FILE_PATH_ID)
+    upper = (delete_file.upper_bounds or {}).get(layout.FILE_PATH_ID)
+    if lower is None or lower != upper:
+        return None
+    try:
+        return str(from_bytes(StringType(), lower))
+    except UnicodeDecodeError:
+        return None
+
+
+def most_per_data_file(deletes: list[DataFile]) -> int:
+    """The most delete files any one data file has (a reader opens them all for it); a file
+    naming several data files counts for every one, so it is reason enough to rewrite."""
+    if any(referenced(d) is None for d in deletes):
+        return len(deletes)
+    counts = Counter(referenced(d) for d in deletes)
+    return max(counts.values(), default=0)
