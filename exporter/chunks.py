@@ -4,8 +4,9 @@ size, at locations that depend only on run, table and chunk; each chunk recorded
 the chunks it finds in place with their checksum and writes the rest again over the same
 locations, so no table ever references a file twice or a file of a dead attempt.
 
-One file serves both lake tables (their field ids agree): it is put in the change log's folder
-and copied (by the kernel, or on S3 server-side) into the current state's, not written twice.
+Each lake table gets files of its own columns only: the change log's file is written from
+PostgreSQL, and the current state's from that file less `_deleted` (no second read of the
+source); the two tables give every column the same field id.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 
 from animedb import db
-from exporter import duck, layout, protocol, sqltext
+from exporter import duck, layout, live, protocol, sqltext
 from exporter.catalog import Pair, table_name
 from exporter.datafiles import Written
 from exporter.errors import ExportError
@@ -362,7 +363,7 @@ class ChunkWriter:
                 parallel_scan=single and first_load(window),
                 field_ids=ids,
             )
-            return self._place(staged if rows else None, pair, chunk, rows)
+            return self._place(staged if rows else None, pair, chunk, rows, con)
         finally:
             staged.unlink(missing_ok=True)
 
@@ -416,24 +417,45 @@ class ChunkWriter:
         none; None when there are several."""
         if len(files) > 1:
             return None
-        with duckdb.connect() as con:  # a thread's own: footers only, no PostgreSQL
+        with duckdb.connect() as con:  # a thread's own: local files only, no PostgreSQL
             rows = duck.parquet_rows(con, str(files[0])) if files else 0
-        return self._place(files[0] if files else None, pair, chunk, rows)
+            return self._place(files[0] if files else None, pair, chunk, rows, con)
 
     def _place(
-        self, staged: Path | None, pair: Pair, chunk: protocol.Chunk, rows: int
+        self,
+        staged: Path | None,
+        pair: Pair,
+        chunk: protocol.Chunk,
+        rows: int,
+        con: duckdb.DuckDBPyConnection,
     ) -> protocol.Chunk:
-        """A chunk's staged file (None: it has no rows) put in the change log's folder, and a
-        copy in the current state's; with no rows, what an earlier try left there is deleted."""
+        """A chunk's staged file (None: it has no rows) put in the change log's folder, and the
+        current state's file made from it (its columns less `_deleted`) put in that table's;
+        with no rows, what an earlier try left there is deleted. `con`: a DuckDB connection of
+        the calling thread."""
         name = f"chunk-{chunk.chunk:05d}.parquet"
         changes_at = layout.run_location(pair.changes.location(), self.run.run_id, name)
         current_at = layout.run_location(pair.current.location(), self.run.run_id, name)
         files: dict[str, Any] = {}
         if staged is not None and rows:
-            changes = self._put(staged, changes_at, rows)
-            self.storage.copy(changes_at, current_at)
-            files["changes"] = changes.to_json()
-            files["current"] = Written(current_at, changes.bytes, changes.sha256, rows).to_json()
+            current = staged.with_name(staged.stem + "-current.parquet")
+            try:
+                schema = pair.current.schema()
+                select, ids = select_list(
+                    schema,
+                    {f.name: sqltext.identifier(f.name) for f in schema.fields},
+                    table=table_name(pair.current),
+                )
+                written = duck.write_parquet(
+                    con,
+                    f"select {select} from read_parquet({sqltext.literal(str(staged))})",
+                    current,
+                    field_ids=ids,
+                )
+                files["current"] = self._put(current, current_at, written).to_json()
+            finally:
+                current.unlink(missing_ok=True)
+            files["changes"] = self._put(staged, changes_at, rows).to_json()  # staged moves
         else:
             self.storage.delete(changes_at)
             self.storage.delete(current_at)
@@ -458,8 +480,11 @@ class ChunkWriter:
         out: TableFiles,
         recorded: list[protocol.Chunk],
     ) -> None:
-        """The run's deletes of this table, as change-log rows (key, _deleted = true);
-        `recorded`: the table's chunks of the run as etl.export_chunks had them."""
+        """The run's deletes of this table, as change-log rows (key, _deleted = true), one per
+        key, and none for a key the run's own files hold a version of: a key deleted and
+        inserted again (or whose row took another key and then this one) is read after the
+        delete committed, so its version is its newest change. `recorded`: the table's chunks
+        of the run as etl.export_chunks had them."""
         window = self.tombstones
         if window is None or not self.has_deletes(table):
             return
@@ -478,9 +503,18 @@ class ChunkWriter:
                     },
                     table=table_name(pair.changes),
                 )
+                keys = (
+                    "select distinct key_value from pg.etl.tombstones where table_name = "
+                    f"{duck.quote(table.name)} and {window.condition('tombstone_id')}"
+                )
+                if out.changes:
+                    paths = live.paths_sql(self.storage, [w.location for w in out.changes])
+                    keys += (
+                        f" and key_value not in (select {sqltext.identifier(table.key_column)}"
+                        f" from read_parquet({paths}))"
+                    )
                 written = self.file(
-                    f"select {select} from pg.etl.tombstones where table_name = "
-                    f"{duck.quote(table.name)} and {window.condition('tombstone_id')}",
+                    f"select {select} from ({keys}) as t order by key_value",
                     f"{table.lake_name}_changes_deletes.parquet",
                     layout.run_location(
                         pair.changes.location(), self.run.run_id, "deletes.parquet"

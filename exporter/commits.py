@@ -2,9 +2,11 @@
 state's, each exactly once (the run id is the marker), tagged run-<id> in the same commit.
 
 The change log's snapshot appends the run's files, whatever else another writer committed
-meanwhile. The current state's also adds one position-delete file naming the rows the run's
-versions and deletes replace; those are positions in the files live when it is built, so after
-a concurrent commit (a compaction by Glue or Athena, say) it is built again on the new state.
+meanwhile. The current state's also adds position-delete files (one per data file) naming the
+rows the run's versions and deletes replace; those are positions in the files live when it is
+built, so after a concurrent commit (a compaction by Glue or Athena, say) it is built again on
+the new state. A resynchronised table's current state is replaced: the run's files hold every
+row, and every file live before is removed.
 A table the run leaves unchanged gets no commit at all.
 """
 
@@ -17,7 +19,7 @@ import duckdb
 from pyiceberg.manifest import DataFile, DataFileContent
 from pyiceberg.table import Table
 
-from exporter import duck, layout, live, protocol, snapshots
+from exporter import deletefiles, duck, layout, live, protocol, snapshots
 from exporter.catalog import Pair, table_name
 from exporter.chunks import ChunkWriter, TableRun
 from exporter.datafiles import Written, describe, export_day
@@ -94,6 +96,8 @@ class Committer:
             return Change(summary, data=data)
 
         def current(lake_table: Table) -> Change | None:
+            if part.window.resync is not None:
+                return self._replacement(lake_table, files.current, summary)
             if not files.current and not files.deletes and lake_table.current_snapshot():
                 return None
             data = describe(self.con, self.storage, lake_table.schema(), files.current)
@@ -114,13 +118,26 @@ class Committer:
         committed |= self._commit(pair.current, current, "commit: current", table.name)
         return committed
 
+    def _replacement(
+        self, lake_table: Table, written: list[Written], summary: dict[str, str]
+    ) -> Change | None:
+        """A resynchronised table's current state: the run's files, which hold every row, in
+        place of every file live now (built again on the new state after a concurrent
+        commit)."""
+        now = live.live_files(lake_table)
+        data = describe(self.con, self.storage, lake_table.schema(), written)
+        if not data and not now.all and lake_table.current_snapshot() is not None:
+            return None
+        return Change(summary, data=data, removed=now.all)
+
     def _position_deletes(
         self, lake_table: Table, table: ExportedTable, new_data: list[DataFile]
     ) -> list[Written]:
-        """One position-delete file: the rows of the current state, as it is now, that this
-        run's versions and deletes replace (positions already deleted left out). This run's own
-        files need none: a delete inside its tombstone window committed before its bound, so
-        before any of its reads, and keys are never reused."""
+        """Position-delete files: the rows of the current state, as it is now, that this
+        run's versions and deletes replace (positions already deleted left out), in one file
+        per data file it names (exporter/deletefiles.py). This run's own files need none: a
+        delete inside its tombstone window committed before its bound, so before any of its
+        reads; a key deleted and inserted again is read as its new life."""
         files = live.live_files(lake_table)
         if not files.data:
             return []
@@ -151,16 +168,15 @@ class Committer:
             table=table_name(lake_table),
         )
         query = (
-            f"select file_path, pos from ({rows_now}) r"
-            f" where r.{key} in (select k from touched) order by 1, 2"
+            f"select file_path, pos from ({rows_now}) r where r.{key} in (select k from touched)"
         )
-        written = self.writer.file(
+        return deletefiles.write(
+            self.con,
+            self.storage,
             query,
-            f"{table.lake_name}_deletes.parquet",
-            layout.run_location(lake_table.location(), self.run.run_id, "deletes.parquet"),
-            f"{{'file_path': {layout.FILE_PATH_ID}, 'pos': {layout.POS_ID}}}",
+            self.writer.staging.folder(f"{table.lake_name}_deletes"),
+            lambda name: layout.run_location(lake_table.location(), self.run.run_id, name),
         )
-        return [written] if written else []
 
     def _holding(
         self, lake_table: Table, table: ExportedTable, data: list[DataFile]

@@ -76,6 +76,21 @@ def name_files(
     )
 
 
+def _stored_ids(
+    con: duckdb.DuckDBPyConnection, storage: Storage, paths: list[str]
+) -> dict[str, dict[int, str]]:
+    """Each file's columns by field id, from its footer: {reader path: {field id: name}}; a
+    file whose columns carry no field ids (another writer's, without them) maps none."""
+    stored: dict[str, dict[int, str]] = {storage.reader_path(p): {} for p in paths}
+    rows = con.execute(
+        f"select file_name, name, field_id from parquet_schema({paths_sql(storage, paths)})"
+        " where field_id is not null"
+    ).fetchall()
+    for file_name, column, field_id in rows:
+        stored.setdefault(str(file_name), {})[int(field_id)] = str(column)
+    return stored
+
+
 def rows_sql(
     con: duckdb.DuckDBPyConnection,
     storage: Storage,
@@ -88,10 +103,13 @@ def rows_sql(
     table: str | None = None,
 ) -> str:
     """A query of the rows of these files (data files less the positions the delete files
-    name), streamed by DuckDB: the schema's columns (or `columns`; one no file has yet, added
-    since, is null), plus each row's `file_path` and `pos` with positions=True. It fills the
-    temp table file_names_<name>. `table`: the lake table the schema is of, named when one of
-    its field names is refused."""
+    name), streamed by DuckDB: the schema's columns (or `columns`; one a file does not have,
+    added since, is null), plus each row's `file_path` and `pos` with positions=True. Columns
+    are found in each file by field id, as Iceberg readers find them: a renamed field is read
+    under its new name, and a replaced one (a new field under an old name) is not taken for
+    its predecessor; a file without field ids is read by name. It fills the temp table
+    file_names_<name>. `table`: the lake table the schema is of, named when one of its field
+    names is refused."""
     wanted = [f for f in schema.fields if columns is None or f.name in columns]
     quoted = {f.name: identifier(lake_name(table, "a field named", f.name)) for f in wanted}
     extra = ", n.path as file_path, s.file_row_number as pos" if positions else ""
@@ -99,31 +117,46 @@ def rows_sql(
         empty, _ = select_list(Schema(*wanted), {}, table=table)
         extra = ", NULL::VARCHAR as file_path, NULL::BIGINT as pos" if positions else ""
         return f"select * from (select {empty}{extra}) s where false"
-    data = paths_sql(storage, [f.file_path for f in files.data])
-    stored = {
-        str(r[0])
-        for r in con.execute(
-            f"describe select * from read_parquet({data}, union_by_name = true)"
-        ).fetchall()
-    }
-    select = ", ".join(
-        f"s.{quoted[f.name]}"
-        if f.name in stored
-        else f"CAST(NULL AS {duck_type(f.field_type)}) AS {quoted[f.name]}"
-        for f in wanted
-    )
-    name_files(con, storage, name, [f.file_path for f in files.data])
+    paths = [f.file_path for f in files.data]
+    stored = _stored_ids(con, storage, paths)
+    by_layout: dict[tuple[tuple[int, str], ...], list[str]] = {}
+    for path in paths:
+        ids = stored.get(storage.reader_path(path)) or {}
+        if not ids:  # no field ids: the names are the schema's
+            ids = {f.field_id: f.name for f in wanted}
+            names = _names(con, storage, path)
+            ids = {i: n for i, n in ids.items() if n in names}
+        by_layout.setdefault(tuple(sorted(ids.items())), []).append(path)
+    name_files(con, storage, name, paths)
     deleted = ""
     if files.deletes:
         deleted = (
             " where (n.path, s.file_row_number) not in (select file_path, pos from"
             f" read_parquet({paths_sql(storage, [f.file_path for f in files.deletes])}))"
         )
-    return (
-        f"select {select}{extra} from read_parquet({data}, filename = true,"
-        " file_row_number = true, union_by_name = true) s"
-        f" join file_names_{name} n on n.reader = s.filename{deleted}"
-    )
+    parts = []
+    for layout_ids, group in by_layout.items():
+        ids = dict(layout_ids)
+        select = ", ".join(
+            f"CAST(s.{identifier(ids[f.field_id])} AS {duck_type(f.field_type)})"
+            f" AS {quoted[f.name]}"
+            if f.field_id in ids
+            else f"CAST(NULL AS {duck_type(f.field_type)}) AS {quoted[f.name]}"
+            for f in wanted
+        )
+        parts.append(
+            f"select {select}{extra} from read_parquet({paths_sql(storage, group)},"
+            " filename = true, file_row_number = true) s"
+            f" join file_names_{name} n on n.reader = s.filename{deleted}"
+        )
+    return " union all ".join(f"({p})" for p in parts)
+
+
+def _names(con: duckdb.DuckDBPyConnection, storage: Storage, path: str) -> set[str]:
+    rows = con.execute(
+        f"select name from parquet_schema({literal(storage.reader_path(path))})"
+    ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 def current_rows(

@@ -71,6 +71,7 @@ class Window:
     lo: int | dt.datetime
     hi: int | dt.datetime
     deferred: str | None = None  # why the window stays put this run
+    resync: str | None = None  # why the window is the whole table (exporter/ddl.py)
 
     @property
     def empty(self) -> bool:
@@ -83,12 +84,15 @@ class Window:
         def encode(v: int | dt.datetime) -> int | str:
             return v.isoformat() if isinstance(v, dt.datetime) else v
 
-        return {
+        data = {
             "load_type": self.load_type,
             "lo": encode(self.lo),
             "hi": encode(self.hi),
             "deferred": self.deferred,
         }
+        if self.resync is not None:
+            data["resync"] = self.resync
+        return data
 
     @classmethod
     def from_json(cls, table: str, data: dict[str, Any]) -> Window:
@@ -96,7 +100,12 @@ class Window:
             return dt.datetime.fromisoformat(v) if isinstance(v, str) else int(v)
 
         return cls(
-            table, data["load_type"], decode(data["lo"]), decode(data["hi"]), data.get("deferred")
+            table,
+            data["load_type"],
+            decode(data["lo"]),
+            decode(data["hi"]),
+            data.get("deferred"),
+            data.get("resync"),
         )
 
 
@@ -440,25 +449,34 @@ def read_id_bounds(
         )
 
 
-def plan_windows(tables: list[ExportedTable], bounds: Bounds) -> dict[str, Window]:
+def plan_windows(
+    tables: list[ExportedTable], bounds: Bounds, resync: dict[str, str] | None = None
+) -> dict[str, Window]:
+    """Each table's window: from its watermark to the bound, or from the beginning for a
+    table to resynchronise (`resync`: why, by table)."""
+    resync = resync or {}
     windows = {}
     for t in tables:
+        why = resync.get(t.name)
         if t.load_type == "id":
             deferred = bounds.write_locked.get(t.name)
             hi = max(bounds.max_ids.get(t.name, 0), t.max_id)
-            windows[t.name] = Window(t.name, "id", t.max_id, t.max_id if deferred else hi, deferred)
+            if deferred:
+                windows[t.name] = Window(t.name, "id", t.max_id, t.max_id, deferred)
+            else:
+                windows[t.name] = Window(t.name, "id", 0 if why else t.max_id, hi, None, why)
         else:
             deferred = None
             if bounds.prepared:
                 deferred = f"{bounds.prepared} prepared transaction(s) may hold older rows"
             hi_time = max(bounds.bound_time, t.max_modified)
-            windows[t.name] = Window(
-                t.name,
-                "modified",
-                t.max_modified,
-                t.max_modified if deferred else hi_time,
-                deferred,
-            )
+            if deferred:
+                windows[t.name] = Window(
+                    t.name, "modified", t.max_modified, t.max_modified, deferred
+                )
+            else:
+                lo_time = EPOCH if why else t.max_modified
+                windows[t.name] = Window(t.name, "modified", lo_time, hi_time, None, why)
     return windows
 
 

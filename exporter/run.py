@@ -2,9 +2,10 @@
 the protocol's steps (DESIGN.md).
 
 1. bounds for every table, then a pending run with its windows, committed in PostgreSQL
-   (exporter/protocol.py); before that, the tables the run touches (new rows, deletes, changed
-   columns, lake tables still missing) have their schemas checked against their lake tables,
-   so a change they cannot follow stops the run before it exists;
+   (exporter/protocol.py); a table whose DDL changed values without moving their cursor gets
+   the whole table as its window (exporter/ddl.py); before that, the tables the run touches
+   (new rows, deletes, changed columns, lake tables still missing) have their schemas
+   planned, so a column name they cannot take stops the run before it exists;
 2. each touched table's window in Parquet files, chunk by chunk (exporter/chunks.py);
 3. each touched table's snapshots, exactly once, tagged run-<id> (exporter/commits.py); a
    table the run does not touch gets no commit;
@@ -119,6 +120,7 @@ def _run(
                         evolution,
                         existing,
                         upkeep.properties(),
+                        run.run_id,
                     )
         writer = ChunkWriter(conn, con, lake.storage, staging, run, settings, progress)
         writer.write_tables(parts)
@@ -136,7 +138,12 @@ def _run(
         pause_if_asked("after_commits")
         with progress.step("watermarks"):
             exported = {t.table.name: t.files.rows + t.files.deletes for t in parts}
-            touched = {t.table.name: t.table.signature for t in parts if t.pair is not None}
+            # a table whose resync waits for its window is compared again by the next run
+            touched = {
+                t.table.name: t.table.signature
+                for t in parts
+                if t.pair is not None and not (t.window.deferred and t.table.source_change().resync)
+            }
             protocol.commit_run(conn, run, exported, touched)
         summary = RunSummary(
             run_id=run.run_id,
@@ -209,7 +216,13 @@ def _start_or_resume(
                 f" ({b.application_name or 'no name'},"
                 f" {b.state}) whose transaction is still open"
             )
-        windows = protocol.plan_windows(list(tables.values()), bounds)
+        resync = {}
+        for t in tables.values():
+            why = t.source_change().resync
+            if why is not None:
+                resync[t.name] = why
+                progress.message(f"{t.name}: every row read again: {why}")
+        windows = protocol.plan_windows(list(tables.values()), bounds, resync)
     parts = [TableRun(tables[name], window) for name, window in windows.items()]
     plans = {}
     for name in sorted(_touched(conn, lake, parts, run)):
@@ -219,7 +232,7 @@ def _start_or_resume(
             # the columns the target's lake tables last followed: nothing to evolve
             plans[name] = (existing, schema.Evolution(table.name, {}))
         else:
-            plans[name] = (existing, _evolution(con, table, existing[0]))
+            plans[name] = (existing, _evolution(con, table))
     for name, ((current, changes), _) in plans.items():
         # a table to create must have a free folder inside the lake, before the run exists
         lake_name = tables[name].lake_name
@@ -277,15 +290,11 @@ def _touched(
     return touched & {t.table.name for t in parts}
 
 
-def _evolution(
-    con: duckdb.DuckDBPyConnection, table: ExportedTable, current: Table | None
-) -> schema.Evolution:
-    """What the table's lake tables need for its source's columns (raises for a change they
-    cannot follow)."""
+def _evolution(con: duckdb.DuckDBPyConnection, table: ExportedTable) -> schema.Evolution:
+    """What the table's lake tables need for its source's columns and the renames since the
+    target last committed it (raises for a column they cannot hold)."""
     columns = {
         name: schema.iceberg_type(kind)
         for name, kind in duck.source_columns(con, table.duckdb_name("pg")).items()
     }
-    return schema.plan_evolution(
-        table.name, columns, current.schema() if current is not None else None
-    )
+    return schema.plan_evolution(table.name, columns, table.source_change().renames)

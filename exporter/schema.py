@@ -1,6 +1,6 @@
 """The lake's schemas: which Iceberg type each source column is stored as, how a table's schema
-follows its source (added columns, widened types), and the select list that writes a file of a
-schema. Pure: no I/O but the one schema update it commits."""
+follows its source (renamed and added columns, widened and replaced types), and the select
+list that writes a file of a schema. Pure: no I/O but the schema updates it commits."""
 
 from __future__ import annotations
 
@@ -108,52 +108,79 @@ def holds(lake_type: IcebergType, source_type: IcebergType) -> bool:
 
 @dataclass
 class Evolution:
-    """What one source table's lake tables need before this run's files are written."""
+    """What one source table's lake tables need before this run's files are written: the
+    source's columns (none: the tables follow them already) and the renames since the target
+    last committed the table (exporter/ddl.py)."""
 
     source: str
     columns: dict[str, PrimitiveType]  # the source's columns, in order, as Iceberg types
-    add: list[str] = field(default_factory=list)
-    widen: list[str] = field(default_factory=list)
+    renames: dict[str, str] = field(default_factory=dict)  # old name -> new name
 
 
 def plan_evolution(
-    source: str, columns: dict[str, PrimitiveType], current: Schema | None
+    source: str, columns: dict[str, PrimitiveType], renames: dict[str, str] | None = None
 ) -> Evolution:
-    """Compare the source's columns with the lake's; raise, before anything is committed, for
-    a change Iceberg cannot express."""
-    evolution = Evolution(source, columns)
-    if current is None:
-        return evolution
-    lake_columns = {f.name: f.field_type for f in current.fields}
-    for name, source_type in columns.items():
+    """The evolution for these source columns; raise, before anything is committed, for a
+    column whose name is one of the change log's own."""
+    for name in columns:
         if name in CHANGE_COLUMNS:
             raise ExportError(
                 f"{source}.{name}: the column name is the change log's own; rename the column"
             )
-        lake_type = lake_columns.get(name)
-        if lake_type is None:
-            evolution.add.append(name)
-        elif holds(lake_type, source_type):
-            continue
-        elif widens_to(lake_type, source_type):
-            evolution.widen.append(name)
-        else:
-            raise ExportError(
-                f"{source}.{name} changed from {lake_type} to {source_type}, which an Iceberg "
-                "table cannot follow: nothing was committed; change the column back, or add "
-                "it under a new name (the old one stays readable)"
-            )
-    return evolution
+    return Evolution(source, columns, dict(renames or {}))
 
 
-def apply(table: Table, evolution: Evolution) -> Table:
-    if not (evolution.add or evolution.widen):
+MAX_NAME = 63  # the longest plain name (exporter/sqltext.py)
+
+
+def retired_name(name: str, run_id: int, taken: set[str]) -> str:
+    """The name a replaced column keeps its values under: `<name>_before_run_<id>`, the name
+    cut to fit, a number added while the name is taken."""
+    suffix = f"_before_run_{run_id}"
+    candidate, n = name[: MAX_NAME - len(suffix)] + suffix, 1
+    while candidate in taken:
+        n += 1
+        extra = f"{suffix}_{n}"
+        candidate = name[: MAX_NAME - len(extra)] + extra
+    return candidate
+
+
+def apply(table: Table, evolution: Evolution, run_id: int) -> Table:
+    """Bring one lake table's schema to the source's, from what the table has now, so that a
+    run killed half-way through (or a table evolved before its pair) finds only what is left:
+    renames by the source's column identity; a column whose lake type cannot hold the source's
+    (a decimal's scale, text to integer) replaced: the old field keeps its id and values under
+    `retired_name`, the source's name gets a new field; new columns added and promotable types
+    widened. Field ids agree between a pair's tables: both get the same changes in the same
+    order. A column the source dropped stays (older versions hold its values; newer are null)."""
+    if not evolution.columns:
         return table
-    with table.update_schema() as update:
-        for name in evolution.add:
-            update.add_column(name, evolution.columns[name])
-        for name in evolution.widen:
-            update.update_column(name, field_type=evolution.columns[name])
+    fields = {f.name: f for f in table.schema().fields}
+    for old, new in evolution.renames.items():
+        if old in fields and new not in fields:
+            with table.update_schema() as update:
+                update.rename_column(old, new)
+            fields = {f.name: f for f in table.schema().fields}
+    for name, source_type in evolution.columns.items():
+        lake = fields.get(name)
+        if lake is None or holds(lake.field_type, source_type):
+            continue
+        if not widens_to(lake.field_type, source_type):
+            with table.update_schema() as update:
+                update.rename_column(name, retired_name(name, run_id, set(fields)))
+            fields = {f.name: f for f in table.schema().fields}
+    add = [n for n in evolution.columns if n not in fields]
+    widen = [
+        n
+        for n in evolution.columns
+        if n in fields and not holds(fields[n].field_type, evolution.columns[n])
+    ]
+    if add or widen:
+        with table.update_schema() as update:
+            for name in add:
+                update.add_column(name, evolution.columns[name])
+            for name in widen:
+                update.update_column(name, field_type=evolution.columns[name])
     return table
 
 

@@ -5,7 +5,6 @@ does not name a real table and columns is refused."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 
 from animedb import db
+from exporter.ddl import Column, Signature, SourceChange, compare
 from exporter.errors import ExportError
 from exporter.sqltext import PLAIN_NAME, shown
 
@@ -41,8 +41,15 @@ class ExportedTable:
     last_export_at: dt.datetime | None
     rows_exported: int
     columns: tuple[str, ...]
-    signature: str  # the columns with their types, as etl.watermarks.source_columns keeps them
+    signature: str  # its columns and relation file, as etl.watermarks.source_columns keeps them
     recorded_signature: str | None  # what the target's last commit of the table recorded
+
+    def source_change(self) -> SourceChange:
+        """The DDL since the target last committed the table (exporter/ddl.py)."""
+        return compare(
+            Signature.parse(self.recorded_signature),
+            Signature.parse(self.signature) or Signature(()),
+        )
 
     @property
     def lake_name(self) -> str:
@@ -67,12 +74,12 @@ def _split(name: str) -> tuple[str, str]:
     return schema, relname
 
 
-def _columns(
-    conn: psycopg.Connection[TupleRow], schema: str, relname: str
-) -> dict[str, tuple[str, int]]:
-    """Column name -> (type name, typmod) in table order; empty when the table does not exist."""
+def _signature(conn: psycopg.Connection[TupleRow], schema: str, relname: str) -> Signature:
+    """The table's columns in table order, with its relation file; no columns when the table
+    does not exist."""
     rows = conn.execute(
-        "select a.attname, t.typname, a.atttypmod"
+        "select a.attnum, a.attname, t.typname, a.atttypmod,"
+        " a.atthasdef or a.attgenerated <> '', c.relfilenode"
         " from pg_attribute a"
         " join pg_class c on c.oid = a.attrelid"
         " join pg_namespace n on n.oid = c.relnamespace"
@@ -82,7 +89,13 @@ def _columns(
         " order by a.attnum",
         (schema, relname),
     ).fetchall()
-    return {str(name): (str(typ), int(typmod)) for name, typ, typmod in rows}
+    return Signature(
+        tuple(
+            Column(int(attnum), str(name), str(typ), int(typmod), bool(filled))
+            for attnum, name, typ, typmod, filled, _ in rows
+        ),
+        int(rows[0][5]) if rows and rows[0][5] else None,
+    )
 
 
 _TYPE_ALIASES = {"int8": "bigint", "int4": "integer", "int2": "smallint"}
@@ -129,7 +142,8 @@ def load_tables(conn: psycopg.Connection[TupleRow], target: str) -> list[Exporte
         recorded,
     ) in rows:
         schema, relname = _split(str(name))
-        columns = _columns(conn, schema, relname)
+        signature = _signature(conn, schema, relname)
+        columns = {c.name: (c.type, c.typmod) for c in signature.columns}
         if not columns:
             raise ExportError(
                 f"etl.exported_tables lists {name}, which is not an existing table: "
@@ -182,7 +196,7 @@ def load_tables(conn: psycopg.Connection[TupleRow], target: str) -> list[Exporte
                 last_export_at=last_at,
                 rows_exported=int(exported),
                 columns=tuple(columns),
-                signature=json.dumps([[c, t, m] for c, (t, m) in columns.items()]),
+                signature=signature.to_json(),
                 recorded_signature=recorded,
             )
         )
