@@ -5,8 +5,8 @@ Per exported source table `app.x`, in one namespace (default `animedb`):
 - `x_changes`: append-only; every row version a run captured and every delete, with `_run_id`,
   `_deleted` and `_exported_at` (the run's start, the partition: one day a partition);
 - `x`: the current state, newest version of each key, deletes applied (with `_run_id` and
-  `_exported_at`). A run appends its new versions and one position-delete file naming the rows
-  they replace (merge-on-read); maintenance rewrites it as deletes pile up.
+  `_exported_at`). A run appends its new versions and position-delete files, one per data file,
+  naming the rows they replace (merge-on-read); maintenance rewrites it as deletes pile up.
 A run that changes a table commits one snapshot to it, with the run id in its summary (the
 exactly-once marker) and a tag `run-<id>` in the same commit. "The lake as of run N" is, in
 every table, the newest run tag at or before N (exporter/snapshots.py).

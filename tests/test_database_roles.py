@@ -159,6 +159,7 @@ def test_definer_functions_are_granted_not_public(
     found = {name: (config, public, granted) for name, config, public, granted in rows}
     assert set(found) == {
         "etl.oldest_open_transaction()",
+        "etl.record_key_change()",
         "etl.record_tombstones()",
         "etl.source_identity()",
     }
@@ -166,6 +167,7 @@ def test_definer_functions_are_granted_not_public(
         assert not public, f"{name} is executable by PUBLIC"
         assert config and "search_path=pg_catalog, pg_temp" in config, name
     assert found["etl.record_tombstones()"][2] == []
+    assert found["etl.record_key_change()"][2] == []  # a trigger's: no role calls it
     assert found["etl.source_identity()"][2] == [db.EXPORTER_ROLE]
     assert found["etl.oldest_open_transaction()"][2] == [db.EXPORTER_ROLE]
 
