@@ -50,6 +50,9 @@ SAMPLED_PAGES = 1600  # pages sampled per chunk a large first load is cut into
 CHUNK_FILL = 0.8  # the share of the bound a sampled chunk aims at
 SCAN_CHUNKS = 8  # a first load of up to this many chunks is written in one scan of the table
 SCAN_CHUNK = "_animedb_chunk"  # the column that sends a row to its chunk's file
+# the current state's file of a chunk is encoded a second time, from the log's: zstd's fastest
+# level takes a third less time than DuckDB's default (3) for a few percent more bytes
+CURRENT_ZSTD_LEVEL = 1
 
 
 def chunk_rows() -> int:
@@ -451,6 +454,7 @@ class ChunkWriter:
                     f"select {select} from read_parquet({sqltext.literal(str(staged))})",
                     current,
                     field_ids=ids,
+                    level=CURRENT_ZSTD_LEVEL,
                 )
                 files["current"] = self._put(current, current_at, written).to_json()
             finally:

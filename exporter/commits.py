@@ -16,7 +16,7 @@ import json
 import time
 
 import duckdb
-from pyiceberg.manifest import DataFile, DataFileContent
+from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
 from exporter import deletefiles, duck, layout, live, protocol, snapshots
@@ -102,14 +102,8 @@ class Committer:
                 return None
             data = describe(self.con, self.storage, lake_table.schema(), files.current)
             written = self._position_deletes(lake_table, table, data)
-            protocol.record_files(self.writer.conn, self.run.target, written)
-            deletes = describe(
-                self.con,
-                self.storage,
-                lake_table.schema(),
-                written,
-                content=DataFileContent.POSITION_DELETES,
-            )
+            protocol.record_files(self.writer.conn, self.run.target, [d.written for d in written])
+            deletes = [d.describe() for d in written]
             if not data and not deletes and lake_table.current_snapshot() is not None:
                 return None
             return Change(summary, data=data, deletes=deletes)
@@ -132,7 +126,7 @@ class Committer:
 
     def _position_deletes(
         self, lake_table: Table, table: ExportedTable, new_data: list[DataFile]
-    ) -> list[Written]:
+    ) -> list[deletefiles.DeleteFile]:
         """Position-delete files: the rows of the current state, as it is now, that this
         run's versions and deletes replace (positions already deleted left out), in one file
         per data file it names (exporter/deletefiles.py). This run's own files need none: a

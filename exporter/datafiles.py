@@ -15,17 +15,9 @@ from pyiceberg.conversions import to_bytes
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.schema import Schema
 from pyiceberg.typedef import Record
-from pyiceberg.types import (
-    DateType,
-    DecimalType,
-    IcebergType,
-    IntegerType,
-    LongType,
-    PrimitiveType,
-    StringType,
-)
+from pyiceberg.types import DateType, DecimalType, IcebergType, IntegerType, LongType, PrimitiveType
 
-from exporter import duck, layout
+from exporter import duck
 from exporter.storage import Storage
 
 
@@ -131,18 +123,6 @@ def data_file(
                 highs[fid] = high_value if fid not in highs else max(highs[fid], high_value)
     lower = {fid: to_bytes(by_id[fid], v) for fid, v in lows.items()}
     upper = {fid: to_bytes(by_id[fid], v) for fid, v in highs.items()}
-    if content == DataFileContent.POSITION_DELETES and rows:
-        # whole bounds (no truncation): equal `file_path` bounds tell readers the one data
-        # file the deletes are of (exporter/deletefiles.py)
-        bounds = con.execute(
-            "select min(file_path), max(file_path), min(pos), max(pos)"
-            f" from read_parquet({duck.quote(readable)})"
-        ).fetchone()
-        assert bounds is not None
-        lower[layout.FILE_PATH_ID] = to_bytes(StringType(), str(bounds[0]))
-        upper[layout.FILE_PATH_ID] = to_bytes(StringType(), str(bounds[1]))
-        lower[layout.POS_ID] = to_bytes(LongType(), int(bounds[2]))
-        upper[layout.POS_ID] = to_bytes(LongType(), int(bounds[3]))
     return DataFile.from_args(
         content=content,
         file_path=location,

@@ -13,12 +13,14 @@ import hashlib
 import shutil
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-from pyiceberg.conversions import from_bytes
-from pyiceberg.manifest import DataFile
-from pyiceberg.types import StringType
+from pyiceberg.conversions import from_bytes, to_bytes
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.typedef import Record
+from pyiceberg.types import LongType, StringType
 
 from exporter import duck, layout
 from exporter.datafiles import Written
@@ -33,41 +35,78 @@ def name_for(data_file: str) -> str:
     return f"deletes-{hashlib.sha256(data_file.encode()).hexdigest()[:20]}.parquet"
 
 
+@dataclass(frozen=True)
+class DeleteFile:
+    """A position-delete file written: the file, and the data file and positions it names."""
+
+    written: Written
+    data_file: str
+    first: int
+    last: int
+
+    def describe(self) -> DataFile:
+        """Its Iceberg description, from what writing it learned (no second read): whole
+        `file_path` bounds, the one data file it names, and its position range."""
+        path, pos = layout.FILE_PATH_ID, layout.POS_ID
+        return DataFile.from_args(
+            content=DataFileContent.POSITION_DELETES,
+            file_path=self.written.location,
+            file_format=FileFormat.PARQUET,
+            partition=Record(),
+            record_count=self.written.rows,
+            file_size_in_bytes=self.written.bytes,
+            column_sizes={},
+            value_counts={path: self.written.rows, pos: self.written.rows},
+            null_value_counts={path: 0, pos: 0},
+            nan_value_counts={},
+            lower_bounds={
+                path: to_bytes(StringType(), self.data_file),
+                pos: to_bytes(LongType(), self.first),
+            },
+            upper_bounds={
+                path: to_bytes(StringType(), self.data_file),
+                pos: to_bytes(LongType(), self.last),
+            },
+            split_offsets=None,
+            equality_ids=None,
+            sort_order_id=None,
+        )
+
+
 def write(
     con: duckdb.DuckDBPyConnection,
     storage: Storage,
     positions: str,
     staged: Path,
     location: Callable[[str], str],
-) -> list[Written]:
+) -> list[DeleteFile]:
     """The rows of `positions` (a query of file_path and pos) as one delete file per data file
     they name, in position order, each put at `location(name)`; staged in the folder
     `staged`, which is removed after."""
     staged.mkdir(parents=True, exist_ok=True)
     try:
-        con.execute(f"create or replace temp table scoped_positions as {positions}")
-        paths = [
-            str(p)
-            for (p,) in con.execute(
-                "select distinct file_path from scoped_positions order by 1"
-            ).fetchall()
-        ]
-        written = []
-        for path in paths:
-            name = name_for(path)
+        con.execute(
+            f"create or replace temp table scoped_positions as select distinct * from ({positions})"
+        )
+        scopes = con.execute(
+            "select file_path, min(pos), max(pos) from scoped_positions group by 1 order by 1"
+        ).fetchall()
+        files = []
+        for path, first, last in scopes:
+            name = name_for(str(path))
             file = staged / name
             rows = duck.write_parquet(
                 con,
-                "select distinct file_path, pos from scoped_positions"
-                f" where file_path = {literal(path)} order by pos",
+                "select file_path, pos from scoped_positions"
+                f" where file_path = {literal(str(path))} order by pos",
                 file,
                 field_ids=FIELD_IDS,
             )
             at = location(name)
             size, digest = file.stat().st_size, sha256_of(file)
             storage.put_file(file, at)
-            written.append(Written(at, size, digest, rows))
-        return written
+            files.append(DeleteFile(Written(at, size, digest, rows), str(path), first, last))
+        return files
     finally:
         con.execute("drop table if exists scoped_positions")
         shutil.rmtree(staged, ignore_errors=True)

@@ -323,14 +323,21 @@ def copy_to_parquet(
 
 
 def write_parquet(
-    con: duckdb.DuckDBPyConnection, query: str, destination: Path, *, field_ids: str
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    destination: Path,
+    *,
+    field_ids: str,
+    level: int | None = None,
 ) -> int:
     """Write the rows of `query`, which reads files only (no PostgreSQL), to a zstd Parquet
-    file with these field ids; the number of rows written."""
+    file with these field ids (at zstd `level`, DuckDB's default 3 unless given); the number
+    of rows written."""
+    options = f", COMPRESSION_LEVEL {int(level)}" if level is not None else ""
     try:
         result = con.execute(
             f"COPY ({query}) TO {quote(str(destination))}"
-            f" (FORMAT parquet, COMPRESSION zstd, FIELD_IDS {field_ids})"
+            f" (FORMAT parquet, COMPRESSION zstd, FIELD_IDS {field_ids}{options})"
         ).fetchone()
     except duckdb.Error as exc:
         raise ExportError(f"writing Parquet failed: {first_line(exc)}") from exc

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import duckdb
 import psycopg
-from pyiceberg.manifest import DataFile, DataFileContent, ManifestFile
+from pyiceberg.manifest import DataFile, ManifestFile
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Operation
 
@@ -495,10 +495,8 @@ def _rewrite(
         new_deletes: list[DataFile] = []
         if key_column and deletes:
             kept = _merged_deletes(ctx, table, deletes, removed, folder, job)
-            written += kept
-            new_deletes = describe(
-                ctx.con, storage, table.schema(), kept, content=DataFileContent.POSITION_DELETES
-            )
+            written += [d.written for d in kept]
+            new_deletes = [d.describe() for d in kept]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     protocol.record_files(ctx.conn, ctx.lake.key, written)
@@ -574,7 +572,7 @@ def _merged_deletes(
     removed: list[DataFile],
     folder: Path,
     job: str,
-) -> list[Written]:
+) -> list[deletefiles.DeleteFile]:
     """The positions of all delete files in one file per data file, less those of data files
     that are no longer live or are being rewritten."""
     files = live.live_files(table)
