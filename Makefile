@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 SHARED_PAGES ?= ../shared/fixtures/myanimelist
 
 # The real pages recorded in $(SHARED_PAGES); a replay crawl of them makes the committed seeds.
-REPLAY_URLS := https://myanimelist.net/topanime.php,https://myanimelist.net/anime/season/2018/spring,https://myanimelist.net/anime/producer/1/Studio_Pierrot,https://myanimelist.net/anime/6/Trigun,https://myanimelist.net/anime/35073/Overlord_II/characters,https://myanimelist.net/manga/11/Naruto,https://myanimelist.net/people/99/Miyuki_Sawashiro
+# Their start URLs are listed once, in scrapy_crawler/replay_urls.txt.
+REPLAY_URLS := $(shell grep -v '^\#' scrapy_crawler/replay_urls.txt | paste -sd, -)
 
 .PHONY: install install-bench test lint typecheck pytest demo db layers crawl-replay bench bench-crawl \
 	bench-generate bench-export bench-aging clean
@@ -44,7 +45,7 @@ pytest: install
 test: lint typecheck pytest
 
 demo: install
-	PATH="$(BIN):$$PATH" $(BIN)/animedb demo --shared-pages "$(SHARED_PAGES)" --replay-urls "$(REPLAY_URLS)"
+	PATH="$(BIN):$$PATH" $(BIN)/animedb demo --shared-pages "$(SHARED_PAGES)"
 
 # Build (or bring up to date) the database from seeds/ with dbt: seed, run, snapshot, test.
 db: install
@@ -67,7 +68,7 @@ $(VENV)/.installed-bench: $(STAMP)
 bench: bench-crawl bench-generate bench-export bench-aging
 
 bench-crawl: install
-	$(BIN)/python -m bench.bench_crawl --pages "$(SHARED_PAGES)" --replay-urls "$(REPLAY_URLS)"
+	$(BIN)/python -m bench.bench_crawl --pages "$(SHARED_PAGES)"
 
 bench-generate: install
 	$(BIN)/python -m bench.bench_generate

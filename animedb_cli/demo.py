@@ -8,7 +8,6 @@ rounds of generator activity, each followed by an incremental export -> verify -
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from exporter.report import write_report
 from exporter.verify import verify
 from generators import GeneratorError, TickConfig
 from generators import report as activity
+from scrapy_crawler.urls import recorded_start_urls
 
 LAKE = REPO / "lake"
 REPORT = REPO / "lake-report.html"
@@ -49,15 +49,6 @@ def step(title: str) -> Iterator[None]:
     started = time.monotonic()
     yield
     console.print(f"[dim]{time.monotonic() - started:.1f} s[/dim]")
-
-
-def recorded_urls() -> str:
-    """The start URLs of the recorded pages: the Makefile's REPLAY_URLS, their one source
-    (`make crawl-replay`, `make demo` and the tests read them there)."""
-    makefile = REPO / "Makefile"
-    text = makefile.read_text(encoding="utf-8") if makefile.is_file() else ""
-    match = re.search(r"^REPLAY_URLS\s*:?=\s*(\S+)\s*$", text, re.MULTILINE)
-    return match.group(1) if match else ""
 
 
 def crawl(shared_pages: Path, replay_urls: str) -> None:
@@ -145,7 +136,8 @@ def summary(settings: db.Settings) -> None:
 @click.option(
     "--replay-urls",
     default=None,
-    help="Comma-separated start URLs of the replay crawl (default: the Makefile's REPLAY_URLS).",
+    help="Comma-separated start URLs of the replay crawl (default: the recorded pages' list, "
+    "scrapy_crawler/replay_urls.txt).",
 )
 def demo(shared_pages: Path, replay_urls: str | None) -> None:
     """Run the whole data flow, step by step, with a summary.
@@ -160,7 +152,8 @@ def demo(shared_pages: Path, replay_urls: str | None) -> None:
     try:
         settings = db.resolve()
         with step("1. Crawl: replay the recorded MyAnimeList pages into seeds/"):
-            crawl(shared_pages, recorded_urls() if replay_urls is None else replay_urls)
+            urls = ",".join(recorded_start_urls()) if replay_urls is None else replay_urls
+            crawl(shared_pages, urls)
         with step("2. Database: dbt build (seed, run, snapshot, test) into PostgreSQL"):
             build_database(settings)
         with step(f"3. Export: the database into the lake ({LAKE})"):

@@ -1,6 +1,6 @@
 """Replay throughput and peak memory of the crawler, against parsing the same pages with parsel.
 
-    python -m bench.bench_crawl --pages ../shared/fixtures/myanimelist --replay-urls URL,URL,...
+    python -m bench.bench_crawl --pages ../shared/fixtures/myanimelist [--replay-urls URL,URL,...]
 
 Both sides run in child processes so each one's peak RSS (ru_maxrss) is its own:
   baseline  read every page file and parse it with parsel (one XPath pass over its links)
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from animedb import REPO
+from scrapy_crawler.urls import recorded_start_urls
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--pages", type=Path, required=True, help="folder of saved pages")
-    parser.add_argument("--replay-urls", required=True, help="comma-separated start URLs")
+    parser.add_argument(
+        "--replay-urls",
+        default=",".join(recorded_start_urls()),
+        help="comma-separated start URLs (default: scrapy_crawler/replay_urls.txt)",
+    )
     parser.add_argument("--rounds", type=int, default=10, help="page-set passes per process")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement")
     parser.add_argument("--baseline-child", action="store_true", help=argparse.SUPPRESS)

@@ -1,10 +1,12 @@
-"""MyAnimeList URLs: which kind of page a URL is, the ids inside links, and the replay file name."""
+"""MyAnimeList URLs: which kind of page a URL is, the ids inside links, the replay file name, and
+the start URLs of the recorded pages."""
 
 from __future__ import annotations
 
 import re
 from datetime import date
 from enum import StrEnum
+from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 from animedb.vocabulary import SEASONS
@@ -145,3 +147,13 @@ def url_to_filename(url: str) -> str:
     text = f"{path}?{unquote(parts.query)}" if parts.query else path
     name = _NOT_NAME_CHARS.sub("_", text).strip("_")
     return f"{name or 'index'}.html"
+
+
+RECORDED_START_URLS = Path(__file__).with_name("replay_urls.txt")
+
+
+def recorded_start_urls() -> list[str]:
+    """The start URLs of the recorded pages (../shared/fixtures/myanimelist), from their one
+    list, replay_urls.txt: every line that is not empty or a # comment."""
+    lines = RECORDED_START_URLS.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]

@@ -23,11 +23,10 @@ from scrapy.crawler import Crawler
 from scrapy.http import HtmlResponse, Response, TextResponse
 
 from animedb import REPO
-from animedb_cli.demo import recorded_urls
 from scrapy_crawler.items import Anime, Record
 from scrapy_crawler.parsers import Parsed, parse_page
 from scrapy_crawler.pipelines import validation_error
-from scrapy_crawler.urls import url_to_filename
+from scrapy_crawler.urls import recorded_start_urls, url_to_filename
 
 R = TypeVar("R", bound=Record)
 
@@ -72,10 +71,10 @@ LOCAL_START_URLS = [
 
 
 def replay_urls() -> list[str]:
-    """The seven start URLs of `make crawl-replay`, as the demo reads them from the Makefile."""
-    urls = recorded_urls()
-    assert urls, "REPLAY_URLS not found in the Makefile"
-    return urls.split(",")
+    """The seven start URLs of `make crawl-replay` and the demo, from their one list."""
+    urls = recorded_start_urls()
+    assert len(urls) == 7, urls
+    return urls
 
 
 def require_shared() -> Path:
