@@ -2,7 +2,7 @@
 otherwise an embedded PostgreSQL (from the `pgserver` wheel) kept under `.animedb/`.
 
 Nothing else in the repository reads PG* variables or starts a server; dbt gets the same
-answer through `animedb env`, which prints the variables its profile reads. The one rule for
+answer through `animedb db env`, which prints the variables its profile reads. The one rule for
 an unset PGUSER is libpq's (the operating-system user), so the tools, psql and dbt's profile
 (`env_var('PGUSER', '')`, which leaves the user to libpq) log in as the same user.
 """
@@ -41,7 +41,7 @@ GENERATOR_ROLE = "animedb_generator"
 EXPORTER_ROLE = "animedb_exporter"
 CONNECTION_HINT = "check PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE"
 TOOL_LOGIN_HINT = (
-    "the tools log in as their own roles, which `animedb dbt build` creates: on a server that "
+    "the tools log in as their own roles, which `animedb db build` creates: on a server that "
     "asks for passwords, give each role one in the libpq password file (~/.pgpass or "
     "$PGPASSFILE), or set PGUSER to the role and PGPASSWORD to its password"
 )
@@ -159,7 +159,7 @@ def embedded_settings(home: Path | None = None, *, start: bool = True) -> Settin
     if not start and not (pgdata / "postmaster.pid").exists():
         raise DatabaseUnavailable(
             f"the embedded PostgreSQL under {home} is not running: "
-            "run `animedb start` (or any tool) to start it"
+            "run `animedb db start` (or any tool) to start it"
         )
     home.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():

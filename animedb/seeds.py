@@ -3,7 +3,7 @@ cells as the header, and no key repeats (each seed's key is declared once, as `c
 the seeds' properties file, seeds/_seeds.yml, which assert_seed reads too).
 
 dbt cannot check this itself: agate pads a short row with NULLs without a word, a bad byte ends in
-a traceback that names no file, and a model's Jinja cannot read a raw file. So `animedb dbt` runs
+a traceback that names no file, and a model's Jinja cannot read a raw file. So `animedb db dbt` runs
 `check_project` before any command that may load seeds; a bare `dbt build` skips it.
 """
 

@@ -1,5 +1,5 @@
-"""`animedb env|start|stop|dbt|check-seeds|db`: start, locate and stop the database every tool
-talks to (animedb.db), and build it with dbt (animedb.dbt)."""
+"""`animedb db ...`: build the database with dbt (animedb.dbt), and start, locate and stop the
+database every tool talks to (animedb.db)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def env() -> None:
     psql, dbt or any libpq client then talks to it. With no PG* variable set, the embedded
     server is started first.
 
-    Example: eval "$(animedb env)" && psql -c 'select count(*) from app.anime'
+    Example: eval "$(animedb db env)" && psql -c 'select count(*) from app.anime'
     """
     try:
         settings = db.resolve()
@@ -39,7 +39,7 @@ def start() -> None:
 
     Nothing to do when it runs already.
 
-    Example: animedb start
+    Example: animedb db start
     """
     try:
         settings = db.embedded_settings()
@@ -52,7 +52,7 @@ def start() -> None:
 def stop() -> None:
     """Stop the embedded PostgreSQL (its data stays in .animedb/).
 
-    Example: animedb stop
+    Example: animedb db stop
     """
     if db.stop_embedded():
         click.echo(f"stopped the embedded PostgreSQL in {db.project_home()}")
@@ -79,7 +79,7 @@ def dbt(dbt_args: tuple[str, ...]) -> None:
     on every line, no repeated key) and stop at the first bad line. `--project-dir DIR` (or
     $DBT_PROJECT_DIR) runs another copy of the project.
 
-    Example: animedb dbt build --select app
+    Example: animedb db dbt build --select app
     """
     run_dbt(dbt_args or ("--help",))
 
@@ -96,10 +96,10 @@ def dbt(dbt_args: tuple[str, ...]) -> None:
 def check_seeds(project_dir: Path | None, quiet: bool, as_json: bool) -> None:
     """Check the seeds whole, without a database.
 
-    The checks `animedb dbt build` makes before loading them: UTF-8, as many cells on every row as
+    The checks `animedb db build` makes before loading them: UTF-8, as many cells on every row as
     in the header, no key (config.meta.key) repeated.
 
-    Example: animedb check-seeds
+    Example: animedb db check-seeds
     """
     try:
         checked = seeds.check_project(project_dir or dbt_runner.PROJECT_DIR)
@@ -114,11 +114,12 @@ def check_seeds(project_dir: Path | None, quiet: bool, as_json: bool) -> None:
 
 @click.group("db", cls=conventions.Group)
 def database() -> None:
-    """Build the database from seeds/ with dbt.
+    """Build the database with dbt, and start, locate or stop it.
 
     `build` is what a new crawl or a fresh machine needs (seeds, models, snapshots, roles,
-    tests); `seed`, `run` and `test` are its parts. Each runs as `animedb dbt` does, and any
-    further argument goes to dbt as it is.
+    tests); `seed`, `run` and `test` are its parts, and `dbt` runs any dbt command; further
+    arguments go to dbt as they are. `env` prints exports for psql and libpq tools, `start` and
+    `stop` run the embedded server, `check-seeds` checks the seeds without a database.
 
     Example: animedb db build
     """

@@ -1,5 +1,6 @@
 """The `animedb` console script: one click group whose subcommands are the tools, in the order the
-data flows (crawl -> db -> generate -> export), the demo, and the database's own commands."""
+data flows (crawl -> db -> generate -> export), then the demo; the database's own commands are
+under `animedb db`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,15 @@ LAZY = {
     "export": "exporter.cli:main",
     "demo": "animedb_cli.demo:demo",
 }
-ORDER = ("crawl", "db", "generate", "export", "demo", "env", "start", "stop", "dbt", "check-seeds")
+ORDER = ("crawl", "db", "generate", "export", "demo")
+# the database's plumbing lived at the top before `animedb db`: (old name, the command there)
+MOVED = (
+    ("env", database.env),
+    ("start", database.start),
+    ("stop", database.stop),
+    ("dbt", database.dbt),
+    ("check-seeds", database.check_seeds),
+)
 
 
 class Commands(conventions.Group):
@@ -44,13 +53,39 @@ def main() -> None:
     with generated activity, and export it to a lake of Iceberg tables.
 
     The database is libpq's PG* variables when any is set, else an embedded PostgreSQL under
-    .animedb/. `python -m generators` and `python -m exporter` are `animedb generate` and
-    `animedb export`.
+    .animedb/ (`animedb db env|start|stop`). `python -m generators` and `python -m exporter`
+    are `animedb generate` and `animedb export`.
 
     Example: animedb demo
     """
 
 
-for command in (crawl, database.database, database.env, database.start, database.stop,
-                database.dbt, database.check_seeds):  # fmt: skip
-    main.add_command(command)
+def moved(name: str, command: click.Command) -> click.Command:
+    """The old top-level spelling of a command now under `animedb db`: the same command, hidden
+    from the list, saying where it moved (on stderr, so `eval "$(animedb env)"` still works)."""
+
+    def callback(*args: object, **kwargs: object) -> object:
+        click.echo(
+            f"note: `animedb {name}` is now `animedb db {name}`; the old spelling goes in a "
+            "later release",
+            err=True,
+        )
+        assert command.callback is not None
+        return command.callback(*args, **kwargs)
+
+    return click.Command(
+        name,
+        params=command.params,
+        callback=callback,
+        help=f"Moved to `animedb db {name}`; this spelling still works for now.\n\n"
+        f"Example: animedb db {name} --help",
+        hidden=True,
+        context_settings=command.context_settings,
+    )
+
+
+main.add_command(crawl)
+main.add_command(database.database)
+for old_name, command in MOVED:
+    database.database.add_command(command, old_name)
+    main.add_command(moved(old_name, command))

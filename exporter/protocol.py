@@ -1,4 +1,4 @@
-"""The watermark protocol (DESIGN.md): one exporter at a time, upper bounds computed before any
+"""The watermark protocol (docs/design.md): one exporter at a time, upper bounds computed before any
 read so that everything inside a window is already committed, a pending run recorded before
 files are written, and watermarks advanced with the run's commit in one transaction.
 
@@ -401,7 +401,7 @@ def read_time_bound(conn: psycopg.Connection[TupleRow], settle: dt.timedelta) ->
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction) as exc:
         raise ExportError(
             f"the watermark bound is not available to {db.EXPORTER_ROLE}: "
-            f"{first_line(exc)} (run `animedb dbt build`, which creates "
+            f"{first_line(exc)} (run `animedb db build`, which creates "
             "etl.oldest_open_transaction() and lets the exporter call it)"
         ) from exc
     assert row is not None
@@ -572,12 +572,12 @@ def source_identity(conn: psycopg.Connection[TupleRow]) -> tuple[str, str]:
     except psycopg.errors.UndefinedFunction as exc:
         raise ExportError(
             "etl.source_identity() does not exist: build the database with this version "
-            "(animedb dbt build)"
+            "(animedb db build)"
         ) from exc
     except psycopg.errors.InsufficientPrivilege as exc:
         raise ExportError(
             f"the exporter may not read which database this is ({first_line(exc)}): "
-            "an administrator must run `animedb dbt build`, which grants it"
+            "an administrator must run `animedb db build`, which grants it"
         ) from exc
     if row is None or row[0] is None:
         raise ExportError("PostgreSQL gave no system identifier: the lake cannot know its source")

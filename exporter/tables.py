@@ -126,7 +126,7 @@ def load_tables(conn: psycopg.Connection[TupleRow], target: str) -> list[Exporte
         ).fetchall()
     except psycopg.errors.UndefinedTable as exc:
         raise ExportError(
-            "etl.exported_tables does not exist: build the database first (animedb dbt build)"
+            "etl.exported_tables does not exist: build the database first (animedb db build)"
         ) from exc
     tables = []
     for (

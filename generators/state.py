@@ -20,7 +20,7 @@ RATEABLE = ("watching", "completed")
 # Unlisted anime dropped out of the crawl: users rarely find them any more.
 UNLISTED_WEIGHT = 0.02
 NEEDED_TABLES = ("app.anime", "app.genres", "app.anime_genres", *WRITTEN_TABLES)
-BUILD_HINT = "run `animedb dbt build` to load the catalog"
+BUILD_HINT = "run `animedb db build` to load the catalog"
 
 
 @dataclass(frozen=True)

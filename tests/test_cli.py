@@ -55,23 +55,25 @@ ALL_COMMANDS = list(commands(animedb))
 
 
 def test_the_tools_are_subcommands_of_animedb() -> None:
-    top = {path[0] for path in ALL_COMMANDS if path}
-    assert {"crawl", "db", "generate", "export", "demo", "env", "start", "stop", "dbt"} <= top
+    context = click.Context(animedb)
+    shown = [n for n in animedb.list_commands(context) if not animedb.commands[n].hidden]
+    assert shown[:5] == ["crawl", "db", "generate", "export", "demo"]  # the data flow's order
+    for name in ("env", "start", "stop", "dbt", "check-seeds"):
+        assert ("db", name) in ALL_COMMANDS
     assert ("generate", "tick") in ALL_COMMANDS and ("export", "verify") in ALL_COMMANDS
     assert ("db", "build") in ALL_COMMANDS
     # the same click groups as `python -m generators` and `python -m exporter`, not copies
-    context = click.Context(animedb)
     assert animedb.get_command(context, "generate") is generators
     assert animedb.get_command(context, "export") is exporter
 
 
 def test_the_database_commands_load_no_tool() -> None:
-    """`animedb env` and friends start without importing the tools (pyiceberg, DuckDB...)."""
+    """`animedb db env` and friends start without importing the tools (pyiceberg, DuckDB...)."""
     code = (
         "import sys\n"
         "from click.testing import CliRunner\n"
         "from animedb_cli.main import main\n"
-        "assert CliRunner().invoke(main, ['stop', '--help']).exit_code == 0\n"
+        "assert CliRunner().invoke(main, ['db', 'stop', '--help']).exit_code == 0\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'exporter', 'generators', 'pyiceberg', 'duckdb'}))\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -116,7 +118,7 @@ BAD_FLAGS = [
     (["export", "abandon", "soon"], "Invalid value for 'RUN_ID': 'soon' is not a valid integer"),
     (["export", "report", "--target", "s3://lake/x"], "give --output for an s3:// lake"),
     (["db", "bogus"], "No such command 'bogus' (see `animedb db --help`)"),
-    (["check-seeds", "--project-dir", "/nonexistent"], "'/nonexistent' does not exist"),
+    (["db", "check-seeds", "--project-dir", "/nonexistent"], "'/nonexistent' does not exist"),
 ]
 
 
@@ -244,7 +246,7 @@ def _libpq_user(conninfo: str) -> str:
 
 def test_one_default_user_for_the_tools_psql_and_dbt(monkeypatch: pytest.MonkeyPatch) -> None:
     """With PGHOST set and PGUSER not: libpq (so psql and the tools) logs in as the OS user;
-    `animedb dbt` and `animedb env` hand dbt the same user, and so does a bare `dbt` reading
+    `animedb db dbt` and `animedb db env` hand dbt the same user, and so does a bare `dbt` reading
     profiles.yml.example."""
     monkeypatch.delenv("PGUSER", raising=False)
     monkeypatch.setenv("PGHOST", "/nonexistent-socket-folder")
@@ -254,7 +256,7 @@ def test_one_default_user_for_the_tools_psql_and_dbt(monkeypatch: pytest.MonkeyP
     settings = db.from_environment({"PGHOST": "/nonexistent-socket-folder"})
     assert _libpq_user(settings.conninfo()) == user  # the tools' connection string
     assert settings.environment()["PGUSER"] == user
-    assert dbt_runner.environment(settings)["PGUSER"] == user  # what `animedb dbt` gives dbt
+    assert dbt_runner.environment(settings)["PGUSER"] == user  # what `animedb db dbt` gives dbt
     assert f"export PGUSER={user}" in db.shell_exports(settings).splitlines()
 
     # a bare `dbt` renders the profile with PGUSER unset; dbt-postgres hands the user to
@@ -279,3 +281,20 @@ def test_a_given_user_is_kept_and_the_embedded_one_is_postgres() -> None:
     tool = db.from_environment({"PGUSER": "admin", "PGPASSWORD": "pw"}).login(db.EXPORTER_ROLE)
     assert (tool.user, tool.password) == (db.EXPORTER_ROLE, "")
     assert db.EMBEDDED_USER == "postgres"
+
+
+@pytest.mark.parametrize("name", ["env", "start", "stop", "dbt", "check-seeds"])
+def test_the_old_database_spellings_still_work_and_say_where_they_moved(name: str) -> None:
+    result = CliRunner().invoke(animedb, [name, "--help"])
+    assert result.exit_code == 0 and f"animedb db {name}" in result.output
+
+
+def test_an_old_spelling_is_the_same_command_with_one_note() -> None:
+    moved = CliRunner().invoke(animedb, ["check-seeds", "--json"])
+    now = CliRunner().invoke(animedb, ["db", "check-seeds", "--json"])
+    assert moved.exit_code == now.exit_code == 0
+    assert moved.stdout == now.stdout
+    assert moved.stderr == (
+        "note: `animedb check-seeds` is now `animedb db check-seeds`; the old spelling goes "
+        "in a later release\n"
+    )

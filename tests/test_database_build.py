@@ -337,14 +337,14 @@ def test_docs_generate(pg: Server, built_template: str, dbt_project: Path, tmp_p
 
 
 def test_build_on_the_embedded_server(tmp_path: Path, dbt_project: Path) -> None:
-    """No PG* variable set: `animedb env` starts the embedded server, and dbt builds into it."""
+    """No PG* variable set: `animedb db env` starts the embedded server, and dbt builds into it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env["ANIMEDB_HOME"] = str(tmp_path / "home")
     animedb = shutil.which("animedb", path=str(pg_harness.VENV_BIN))
     assert animedb
     try:
         exports = subprocess.run(
-            [animedb, "env"], env=env, capture_output=True, text=True, check=True
+            [animedb, "db", "env"], env=env, capture_output=True, text=True, check=True
         ).stdout
         for line in exports.splitlines():
             if line.startswith("export "):
@@ -357,4 +357,4 @@ def test_build_on_the_embedded_server(tmp_path: Path, dbt_project: Path) -> None
             assert version is not None and int(str(version[0])) >= 160000
             assert conn.execute("select count(*) from app.anime").fetchone() == (5,)
     finally:
-        subprocess.run([animedb, "stop"], env=env, capture_output=True, check=False)
+        subprocess.run([animedb, "db", "stop"], env=env, capture_output=True, check=False)

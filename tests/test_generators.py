@@ -228,13 +228,13 @@ def test_retries_are_bounded(pg: Server, catalog_db: str, monkeypatch) -> None:
 
 def test_no_catalog_is_one_clear_error(pg: Server, built_template: str, app_db: str) -> None:
     pg.create_database("gen_empty")
-    with pytest.raises(CatalogMissing, match=r"app\.anime.* missing .*animedb dbt build"):
+    with pytest.raises(CatalogMissing, match=r"app\.anime.* missing .*animedb db build"):
         run_tick(TickConfig(seed=1), pg.settings("gen_empty"))
     with pg.connect(app_db) as conn:
         conn.execute("set session_replication_role = replica")  # skip the bridge tables' keys
         conn.execute("delete from app.anime")
         conn.commit()
-    with pytest.raises(CatalogMissing, match=r"no listed anime.*animedb dbt build"):
+    with pytest.raises(CatalogMissing, match=r"no listed anime.*animedb db build"):
         run_tick(TickConfig(seed=1), pg.settings(app_db))
 
 

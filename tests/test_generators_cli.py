@@ -156,7 +156,7 @@ def test_no_catalog_is_one_clear_line(
 ) -> None:
     pg.create_database("gen_cli_empty")  # reachable, roles exist, nothing built in it
     result = generate(pg.env("gen_cli_empty"), *command_args)
-    assert_one_error_line(result, r"no catalog loaded: .* run `animedb dbt build`")
+    assert_one_error_line(result, r"no catalog loaded: .* run `animedb db build`")
 
 
 def test_empty_catalog_is_one_clear_line(pg: Server, app_db: str) -> None:
@@ -165,7 +165,7 @@ def test_empty_catalog_is_one_clear_line(pg: Server, app_db: str) -> None:
         conn.execute("delete from app.anime")
         conn.commit()
     result = generate(pg.env(app_db), "tick")
-    assert_one_error_line(result, r"app\.anime has no listed anime; run `animedb dbt build`")
+    assert_one_error_line(result, r"app\.anime has no listed anime; run `animedb db build`")
 
 
 def test_a_tick_killed_mid_write_leaves_nothing(pg: Server, catalog_db: str) -> None:

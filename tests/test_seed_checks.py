@@ -1,4 +1,4 @@
-"""No silent loss on the way in: `animedb dbt` refuses malformed seeds in one line before the
+"""No silent loss on the way in: `animedb db dbt` refuses malformed seeds in one line before the
 database changes, and a build that would delist too much of the catalog stops before app.anime."""
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ Fingerprint = dict[str, tuple[int, str]]
 
 
 def animedb_dbt(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`animedb dbt ARGS --project-dir PROJECT`, as a user runs it."""
+    """`animedb db dbt ARGS --project-dir PROJECT`, as a user runs it."""
     return subprocess.run(
-        [str(pg_harness.VENV_BIN / "animedb"), "dbt", *args, "--project-dir", str(project)],
+        [str(pg_harness.VENV_BIN / "animedb"), "db", "dbt", *args, "--project-dir", str(project)],
         env=env,
         capture_output=True,
         text=True,
