@@ -1,6 +1,6 @@
 """Exporter: exact incremental copies of PostgreSQL tables into a lake of Iceberg tables, driven
 by the watermark table etl.watermarks; `run_export` is the plain function behind one run, and
-`maintain` the one behind `animedb export maintain`."""
+`exporter.maintenance.maintain_target` the one behind `animedb export maintain`."""
 
 from exporter import _pyiceberg_import  # noqa: F401  (first: see its text)
 from exporter.errors import ExportBusy, ExportError

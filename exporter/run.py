@@ -1,5 +1,5 @@
 """One export run, all-or-nothing: the plain function the CLI and the Lambda handler call, as
-the protocol's steps (DESIGN.md).
+the protocol's steps (docs/design.md).
 
 1. bounds for every table, then a pending run with its windows, committed in PostgreSQL
    (exporter/protocol.py); a table whose DDL changed values without moving their cursor gets

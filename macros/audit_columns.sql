@@ -1,7 +1,7 @@
 {#- Audit columns kept by the database, whoever writes: created_date is set on insert and never
     changes; modified_date is set on insert and moves only when a value really changed. Client
     values for both are overridden. Both use the transaction's start time, now(), which is what
-    the exporter's watermark protocol bounds by (see DESIGN.md); modified_date never goes back,
+    the exporter's watermark protocol bounds by (see docs/design.md); modified_date never goes back,
     even when a transaction that started earlier updates a row written by a later one. -#}
 {#- on-run-start: the one trigger function, shared by the five audited tables -#}
 {% macro audit_dates_function() -%}

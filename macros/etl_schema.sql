@@ -1,7 +1,7 @@
 {#- The exporter's metadata lives in schema etl and is created here, before any model runs
     (on-run-start), so that the app tables' delete triggers always have a tombstone table to
     write to. Re-running is safe: nothing is dropped, truncated or reset. The exporter's protocol
-    (DESIGN.md) builds on exactly these tables. -#}
+    (docs/design.md) builds on exactly these tables. -#}
 {% macro create_etl_schema() -%}
     create schema if not exists etl;
 
