@@ -102,11 +102,13 @@ class Committer:
                 return None
             data = describe(self.con, self.storage, lake_table.schema(), files.current)
             written = self._position_deletes(lake_table, table, data)
-            protocol.record_files(self.writer.conn, self.run.target, [d.written for d in written])
-            deletes = [d.describe() for d in written]
+            scoped = written.files if written else []
+            protocol.record_files(self.writer.conn, self.run.target, [d.written for d in scoped])
+            deletes = [d.describe() for d in scoped]
             if not data and not deletes and lake_table.current_snapshot() is not None:
                 return None
-            return Change(summary, data=data, deletes=deletes)
+            removed = written.replaced if written else []
+            return Change(summary, data=data, deletes=deletes, removed=removed)
 
         committed = self._commit(pair.changes, changes, "commit: changes", table.name)
         committed |= self._commit(pair.current, current, "commit: current", table.name)
@@ -126,15 +128,16 @@ class Committer:
 
     def _position_deletes(
         self, lake_table: Table, table: ExportedTable, new_data: list[DataFile]
-    ) -> list[deletefiles.DeleteFile]:
+    ) -> deletefiles.Outcome | None:
         """Position-delete files: the rows of the current state, as it is now, that this
         run's versions and deletes replace (positions already deleted left out), in one file
         per data file it names (exporter/deletefiles.py). This run's own files need none: a
         delete inside its tombstone window committed before its bound, so before any of its
-        reads; a key deleted and inserted again is read as its new life."""
+        reads; a key deleted and inserted again is read as its new life. A data file's earlier
+        delete file is merged into its new one, which replaces it."""
         files = live.live_files(lake_table)
         if not files.data:
-            return []
+            return None
         key = f'"{table.key_column}"'
         touched = []
         if new_data:
@@ -147,11 +150,12 @@ class Committer:
                 f" {duck.quote(table.name)} and {tombstones.condition('tombstone_id')}"
             )
         if not touched:
-            return []
+            return None
         self.con.execute("create or replace temp table touched as " + " union ".join(touched))
+        live_deletes = files.deletes
         files.data = self._holding(lake_table, table, files.data)
         if not files.data:
-            return []
+            return None
         rows_now = live.rows_sql(
             self.con,
             self.storage,
@@ -170,6 +174,7 @@ class Committer:
             query,
             self.writer.staging.folder(f"{table.lake_name}_deletes"),
             lambda name: layout.run_location(lake_table.location(), self.run.run_id, name),
+            live_deletes,
         )
 
     def _holding(

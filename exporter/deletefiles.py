@@ -5,7 +5,10 @@ files (polars' own reader) can read the table natively. A file's `file_path` bou
 one data file's location (exporter/datafiles.py), which is how readers know it.
 
 A delete file's name comes from the data file it names, so a commit built again (after a
-concurrent commit, or by a resumed run) writes the same file over the same location."""
+concurrent commit, or by a resumed run) writes the same file over the same location. A run's
+delete file of a data file also takes the positions of the one before it and replaces it (as
+Iceberg's deletion vectors are kept): a data file has one delete file, and a reader opens no
+more delete files than there are data files."""
 
 from __future__ import annotations
 
@@ -73,21 +76,45 @@ class DeleteFile:
         )
 
 
+@dataclass
+class Outcome:
+    """What `write` did: the delete files it wrote, and the live ones they take the place of."""
+
+    files: list[DeleteFile]
+    replaced: list[DataFile]
+
+
 def write(
     con: duckdb.DuckDBPyConnection,
     storage: Storage,
     positions: str,
     staged: Path,
     location: Callable[[str], str],
-) -> list[DeleteFile]:
+    live: list[DataFile] | None = None,
+) -> Outcome:
     """The rows of `positions` (a query of file_path and pos) as one delete file per data file
     they name, in position order, each put at `location(name)`; staged in the folder
-    `staged`, which is removed after."""
+    `staged`, which is removed after. `live`: the table's delete files now; those scoped to a
+    data file the new positions name are merged into its new file and replaced by it, so that
+    a data file has one delete file at most, as it has one deletion vector."""
     staged.mkdir(parents=True, exist_ok=True)
     try:
         con.execute(
             f"create or replace temp table scoped_positions as select distinct * from ({positions})"
         )
+        named = {
+            str(p)
+            for (p,) in con.execute("select distinct file_path from scoped_positions").fetchall()
+        }
+        replaced = [d for d in live or [] if referenced(d) in named]
+        if replaced:
+            paths = (
+                "[" + ", ".join(literal(storage.reader_path(d.file_path)) for d in replaced) + "]"
+            )
+            con.execute(
+                "insert into scoped_positions select file_path, pos from read_parquet("
+                f"{paths}) except select file_path, pos from scoped_positions"
+            )
         scopes = con.execute(
             "select file_path, min(pos), max(pos) from scoped_positions group by 1 order by 1"
         ).fetchall()
@@ -106,7 +133,7 @@ def write(
             size, digest = file.stat().st_size, sha256_of(file)
             storage.put_file(file, at)
             files.append(DeleteFile(Written(at, size, digest, rows), str(path), first, last))
-        return files
+        return Outcome(files, replaced)
     finally:
         con.execute("drop table if exists scoped_positions")
         shutil.rmtree(staged, ignore_errors=True)

@@ -589,7 +589,7 @@ def _merged_deletes(
         " where file_path in (select path from file_names_kept)",
         folder / "deletes",
         lambda name: layout.maintenance_location(table.location(), job, name),
-    )
+    ).files
 
 
 # --- expiry ----------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ import duckdb
 import pytest
 
 from animedb import REPO
-from exporter import catalog, layout, live, run_export
+from exporter import catalog, deletefiles, layout, live, run_export
 from exporter.errors import ExportError
+from exporter.maintenance import MaintenanceSettings
 from exporter.storage import sha256_of
 from tests import exporter_helpers as h
 from tests.exporter_helpers import NO_SETTLE
@@ -303,3 +304,41 @@ def test_cli_run_summary_and_json(pg: Server, app_db: str, tmp_path: Path) -> No
         assert proc.returncode == 0, proc.stderr
         assert "…" not in proc.stdout, proc.stdout
         assert all(name in proc.stdout for name in names), proc.stdout
+
+
+def test_a_data_file_has_one_delete_file_naming_it_alone(
+    pg: Server, app_db: str, tmp_path: Path
+) -> None:
+    """Position deletes are scoped to one data file (whole `file_path` bounds say which), and a
+    run's delete file of a data file replaces the one before, as a deletion vector would."""
+    target = str(tmp_path / "lake")
+    settings = pg.settings(app_db)
+    # no maintenance: it would rewrite files this much deleted from
+    off = MaintenanceSettings(enabled=False)
+    with pg.connect(app_db, autocommit=True) as conn:
+        first = h.add_users(conn, 6, prefix="first")
+        run_export(target, settings, settle=NO_SETTLE, maintenance_settings=off)
+        second = h.add_users(conn, 6, prefix="second")
+        run_export(target, settings, settle=NO_SETTLE, maintenance_settings=off)  # two data files
+        for round_ in range(3):
+            touched = [first[round_], second[round_]]
+            conn.execute(
+                "update app.users set display_name = display_name || '!' where user_id = any(%s)",
+                (touched,),
+            )
+            run_export(target, settings, settle=NO_SETTLE, maintenance_settings=off)
+        h.assert_exact(target, pg, app_db)
+    users = open_lake(target).load("users")
+    assert users is not None
+    files = live.live_files(users)
+    data = {f.file_path for f in files.data}
+    named = [deletefiles.referenced(d) for d in files.deletes]
+    assert len(files.deletes) == len(set(named)) and set(named) <= data
+    con = duckdb.connect()
+    for d, path in zip(files.deletes, named, strict=True):
+        stored = con.execute(
+            f"select distinct file_path from read_parquet('{d.file_path.removeprefix('file://')}')"
+        ).fetchall()
+        assert stored == [(path,)]
+    # the two first files carry the three rounds' deletes, three positions each
+    assert sorted(d.record_count for d in files.deletes)[-2:] == [3, 3]
