@@ -164,6 +164,7 @@ class Committer:
             columns=[table.key_column],
             positions=True,
             table=table_name(lake_table),
+            key_in=(table.key_column, "select k from touched"),
         )
         query = (
             f"select file_path, pos from ({rows_now}) r where r.{key} in (select k from touched)"

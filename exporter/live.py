@@ -101,18 +101,20 @@ def rows_sql(
     positions: bool = False,
     name: str = "live",
     table: str | None = None,
+    key_in: tuple[str, str] | None = None,
 ) -> str:
     """A query of the rows of these files (data files less the positions the delete files
     name), streamed by DuckDB: the schema's columns (or `columns`; one a file does not have,
     added since, is null), plus each row's `file_path` and `pos` with positions=True. Columns
     are found in each file by field id, as Iceberg readers find them: a renamed field is read
     under its new name, and a replaced one (a new field under an old name) is not taken for
-    its predecessor; a file without field ids is read by name. It fills the temp table
-    file_names_<name>. `table`: the lake table the schema is of, named when one of its field
-    names is refused."""
+    its predecessor; a file without field ids is read by name. `key_in` (a field name and a
+    query of values) keeps only the rows whose field is among the values, chosen before the
+    deleted positions are subtracted, so that a run's few keys are not matched against the
+    deletes of every row. It fills the temp table file_names_<name>. `table`: the lake table
+    the schema is of, named when one of its field names is refused."""
     wanted = [f for f in schema.fields if columns is None or f.name in columns]
     quoted = {f.name: identifier(lake_name(table, "a field named", f.name)) for f in wanted}
-    extra = ", n.path as file_path, s.file_row_number as pos" if positions else ""
     if not files.data:
         empty, _ = select_list(Schema(*wanted), {}, table=table)
         extra = ", NULL::VARCHAR as file_path, NULL::BIGINT as pos" if positions else ""
@@ -123,17 +125,12 @@ def rows_sql(
     for path in paths:
         ids = stored.get(storage.reader_path(path)) or {}
         if not ids:  # no field ids: the names are the schema's
-            ids = {f.field_id: f.name for f in wanted}
+            ids = {f.field_id: f.name for f in schema.fields}
             names = _names(con, storage, path)
             ids = {i: n for i, n in ids.items() if n in names}
         by_layout.setdefault(tuple(sorted(ids.items())), []).append(path)
     name_files(con, storage, name, paths)
-    deleted = ""
-    if files.deletes:
-        deleted = (
-            " where (n.path, s.file_row_number) not in (select file_path, pos from"
-            f" read_parquet({paths_sql(storage, [f.file_path for f in files.deletes])}))"
-        )
+    key_field = schema.find_field(key_in[0]) if key_in is not None else None
     parts = []
     for layout_ids, group in by_layout.items():
         ids = dict(layout_ids)
@@ -144,12 +141,34 @@ def rows_sql(
             else f"CAST(NULL AS {duck_type(f.field_type)}) AS {quoted[f.name]}"
             for f in wanted
         )
+        where = ""
+        if key_in is not None and key_field is not None:
+            if key_field.field_id not in ids:
+                continue  # files without the column hold none of the values
+            where = f" where s.{identifier(ids[key_field.field_id])} in ({key_in[1]})"
         parts.append(
-            f"select {select}{extra} from read_parquet({paths_sql(storage, group)},"
+            f"select {select}, n.path as {_FILE}, s.file_row_number as {_POS}"
+            f" from read_parquet({paths_sql(storage, group)},"
             " filename = true, file_row_number = true) s"
-            f" join file_names_{name} n on n.reader = s.filename{deleted}"
+            f" join file_names_{name} n on n.reader = s.filename{where}"
         )
-    return " union all ".join(f"({p})" for p in parts)
+    if not parts:
+        empty, _ = select_list(Schema(*wanted), {}, table=table)
+        extra = ", NULL::VARCHAR as file_path, NULL::BIGINT as pos" if positions else ""
+        return f"select * from (select {empty}{extra}) s where false"
+    chosen = ", ".join(f"r.{quoted[f.name]}" for f in wanted)
+    extra = f", r.{_FILE} as file_path, r.{_POS} as pos" if positions else ""
+    deleted = ""
+    if files.deletes:
+        deleted = (
+            f" where (r.{_FILE}, r.{_POS}) not in (select file_path, pos from"
+            f" read_parquet({paths_sql(storage, [f.file_path for f in files.deletes])}))"
+        )
+    union = " union all ".join(f"({p})" for p in parts)
+    return f"select {chosen}{extra} from ({union}) r{deleted}"
+
+
+_FILE, _POS = "_animedb_file", "_animedb_pos"  # a row's place, beside the table's own columns
 
 
 def _names(con: duckdb.DuckDBPyConnection, storage: Storage, path: str) -> set[str]:
