@@ -777,9 +777,10 @@ LEGEND = """What is measured: each case runs in a fresh process; seconds are wal
 to its return with the case's modules already imported; peak RSS is the process's high-water
 mark (ru_maxrss), taken before the result is checked. The exporter's steps are timed through its
 own step events (exclusive time, innermost step counts) and a thread sampling RSS every 5 ms:
-change-log append = the window's files (PostgreSQL read + Parquet, one copy for the current
-state) + the log's commit; current-state merge = position deletes (key scan of the live files
-that may hold a touched key, delete file) + its commit; rest = bounds, catalog, DuckDB setup,
+change-log append = the window's files (PostgreSQL read + Parquet, and the current state's
+file made from it, less `_deleted`) + the log's commit; current-state merge = position deletes
+(key scan of the live files that may hold a touched key, one delete file per data file) + its
+commit; rest = bounds, catalog, DuckDB setup,
 watermarks, maintenance. Full
 rewrite = DuckDB reads the previous current state (iceberg_scan of the exporter's table) and the
 delta (from PostgreSQL, by the cursor index) and writes the whole new table as zstd Parquet files
