@@ -154,8 +154,8 @@ def referenced(delete_file: DataFile) -> str | None:
 
 def most_per_data_file(deletes: list[DataFile]) -> int:
     """The most delete files any one data file has (a reader opens them all for it); a file
-    naming several data files counts for every one, so it is reason enough to rewrite."""
+    naming several data files counts as two, reason enough to merge them into scoped ones."""
     if any(referenced(d) is None for d in deletes):
-        return len(deletes)
+        return max(len(deletes), 2)
     counts = Counter(referenced(d) for d in deletes)
     return max(counts.values(), default=0)

@@ -343,12 +343,12 @@ def _sweep_due(ctx: _Context, table: Table) -> bool:
 # --- compaction ------------------------------------------------------------------------------
 
 
-def _added_since_rewrite(ctx: _Context, table: Table) -> tuple[int, int]:
-    """(small data files, delete files) added since the last rewrite, ours or another
-    engine's, from the snapshots' summaries: a cheap, in-memory reason to read the manifests
-    and plan one. A commit's files count as small when their average size is (a run's delta,
-    a first load in tiny chunks), not when it added a first load's large chunks."""
-    data = deletes = 0
+def _added_since_rewrite(ctx: _Context, table: Table) -> int:
+    """The small data files added since the last rewrite, ours or another engine's, from the
+    snapshots' summaries: a cheap, in-memory reason to read the manifests and plan one. A
+    commit's files count as small when their average size is (a run's delta, a first load in
+    tiny chunks), not when it added a first load's large chunks."""
+    data = 0
     for snapshot in snapshots.ancestry(table.metadata):
         summary = snapshot.summary
         if summary is None:
@@ -365,10 +365,7 @@ def _added_since_rewrite(ctx: _Context, table: Table) -> tuple[int, int]:
         rows = int(props.get("added-records", "0"))
         if added and size / added < SMALL_SHARE * ctx.settings.target_file_bytes:
             data += added if rows / added < SMALL_ROWS else 0
-        # a commit adds at most one delete file per data file: this many commits with deletes
-        # is the most delete files a data file can have gathered
-        deletes += 1 if int(props.get("added-delete-files", "0")) else 0
-    return data, deletes
+    return data
 
 
 def _small(ctx: _Context, f: DataFile) -> bool:
@@ -394,7 +391,7 @@ def _compact_changes(ctx: _Context, table: Table) -> None:
     """Each partition's small files rewritten into files of the target size: a partition of
     an earlier day (no run adds to it any more) once it has two, the current day's once it has
     MIN_INPUT_FILES."""
-    data, _ = _added_since_rewrite(ctx, table)
+    data = _added_since_rewrite(ctx, table)
     if data < MIN_INPUT_FILES:
         return
     files = live.live_files(table)
@@ -417,12 +414,19 @@ def _compact_changes(ctx: _Context, table: Table) -> None:
 def _compact_current(ctx: _Context, table: Table, key_column: str) -> None:
     """The current state's small files, once there are MIN_INPUT_FILES of them, and its files
     with DELETED_SHARE of their rows deleted, rewritten from their live rows; its delete files
-    merged into one per data file once a data file has MIN_INPUT_FILES of them (or a delete file
-    names several data files), or whenever files are rewritten."""
-    data, deletes = _added_since_rewrite(ctx, table)
-    if data < MIN_INPUT_FILES and deletes < MIN_INPUT_FILES and not _much_deleted(table):
-        return
-    files = live.live_files(table)
+    merged into one per data file once a data file has several (or a delete file names several
+    data files), and whenever files are rewritten."""
+    data = _added_since_rewrite(ctx, table)
+    files: live.LiveFiles | None = None
+    if data < MIN_INPUT_FILES and not _much_deleted(table) and not _stacked(table):
+        if ctx.deadline is not None or not _has_deletes(table):
+            return
+        # delete files naming several data files (an earlier version's, another engine's)
+        # show only in the manifests: `maintain` (daily on AWS) reads them, a run does not
+        files = live.live_files(table)
+        if deletefiles.most_per_data_file(files.deletes) < 2:
+            return
+    files = files or live.live_files(table)
     deleted = _deleted_per_file(ctx, files)
     small = [f for f in files.data if _small(ctx, f)]
     heavy = [
@@ -435,9 +439,27 @@ def _compact_current(ctx: _Context, table: Table, key_column: str) -> None:
     # positions of files no longer live (another engine rewrote them): dead weight to read
     dangling = bool(set(deleted) - {f.file_path for f in files.data})
     stacked = deletefiles.most_per_data_file(files.deletes)
-    if not chosen and stacked < MIN_INPUT_FILES and not dangling:
+    if not chosen and stacked < 2 and not dangling:
         return
     _rewrite(ctx, table, [chosen] if chosen else [], deletes=files.deletes, key_column=key_column)
+
+
+def _has_deletes(table: Table) -> bool:
+    snapshot = table.current_snapshot()
+    props = snapshot.summary.additional_properties if snapshot and snapshot.summary else {}
+    return props.get("total-delete-files", "0") not in ("", "0")
+
+
+def _stacked(table: Table) -> bool:
+    """Whether the current snapshot's summary counts more delete files than data files: then
+    some data file has several (another engine's, or an earlier version's files naming many
+    data files), which a merge makes one each. A run's own keep one per data file."""
+    snapshot = table.current_snapshot()
+    props = snapshot.summary.additional_properties if snapshot and snapshot.summary else {}
+    try:
+        return int(props.get("total-delete-files", "0")) > int(props.get("total-data-files", "0"))
+    except ValueError:
+        return False
 
 
 def _much_deleted(table: Table) -> bool:

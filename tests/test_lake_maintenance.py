@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.typedef import Record
 
-from exporter import layout, live, maintenance, run_export, snapshots
+from exporter import deletefiles, layout, live, maintenance, run_export, snapshots
 from exporter.chunks import CHUNK_ROWS_VARIABLE
 from exporter.maintenance import (
     MAINTENANCE_VARIABLE,
@@ -21,6 +25,8 @@ from exporter.maintenance import (
     ORPHAN_AGE_VARIABLE,
     RETENTION_VARIABLE,
     TARGET_FILE_VARIABLE,
+    MaintenanceSettings,
+    maintain_target,
 )
 from exporter.pauses import PAUSE_VARIABLE
 from tests import exporter_helpers as h
@@ -355,3 +361,56 @@ def test_a_first_loads_chunks_are_not_compacted(
         assert len(files) >= MIN_INPUT_FILES, table.name()
         assert all(f.file_size_in_bytes < maintenance.SMALL_SHARE * 128 * 2**20 for f in files)
         assert lake_count(reader(), table.metadata_location) == rows
+
+
+def test_delete_files_naming_several_data_files_become_one_per_data_file(
+    pg: Server, app_db: str, tmp_path: Path
+) -> None:
+    """A delete file of an earlier version (or another engine) names several data files:
+    maintenance merges the deletes into one file per data file, the same rows deleted."""
+    target = str(tmp_path / "lake")
+    settings = pg.settings(app_db)
+    off = MaintenanceSettings(enabled=False)
+    with pg.connect(app_db, autocommit=True) as conn:
+        h.add_users(conn, 4, prefix="a")
+        run_export(target, settings, settle=NO_SETTLE, maintenance_settings=off)
+        h.add_users(conn, 4, prefix="b")
+        run_export(target, settings, settle=NO_SETTLE, maintenance_settings=off)
+    users = open_tables(target)["app.users"].current
+    paths = sorted(f.file_path for f in live.live_files(users).data)
+    assert len(paths) == 2
+    # one delete file naming the first row of each data file, with no bounds: as written before
+    staged = tmp_path / "wide-deletes.parquet"
+    con = duckdb.connect()
+    rows = ", ".join(f"('{p}', 0::BIGINT)" for p in paths)
+    con.execute(
+        f"copy (select * from (values {rows}) v(file_path, pos) order by 1, 2) to '{staged}'"
+        f" (format parquet, field_ids {{'file_path': {layout.FILE_PATH_ID},"
+        f" 'pos': {layout.POS_ID}}})"
+    )
+    location = f"{users.location()}/data/wide-deletes.parquet"
+    shutil.copy(staged, location.removeprefix("file://"))
+    wide = DataFile.from_args(
+        content=DataFileContent.POSITION_DELETES,
+        file_path=location,
+        file_format=FileFormat.PARQUET,
+        partition=Record(),
+        record_count=2,
+        file_size_in_bytes=staged.stat().st_size,
+    )
+    snapshots.commit(
+        users,
+        lambda _: snapshots.Change({}, deletes=[wide]),
+        marker=snapshots.Marker.job("wide-deletes"),
+        since_ms=snapshots.now_ms(),
+        retention_ms=7 * 24 * 3600 * 1000,
+    )
+    before = lake_count(reader(), users.metadata_location)
+    assert before == 6
+
+    maintain_target(target, settings)
+
+    users = open_tables(target)["app.users"].current
+    deletes = live.live_files(users).deletes
+    assert sorted(deletefiles.referenced(d) or "" for d in deletes) == paths
+    assert lake_count(reader(), users.metadata_location) == before
