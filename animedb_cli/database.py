@@ -150,3 +150,7 @@ def _db_step(name: str, does: str) -> click.Command:
 
 for _name, _does in DB_STEPS:
     database.add_command(_db_step(_name, _does))
+
+# the database's plumbing, beside dbt's steps
+for _command in (env, start, stop, dbt, check_seeds):
+    database.add_command(_command)

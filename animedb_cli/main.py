@@ -87,5 +87,4 @@ def moved(name: str, command: click.Command) -> click.Command:
 main.add_command(crawl)
 main.add_command(database.database)
 for old_name, command in MOVED:
-    database.database.add_command(command, old_name)
     main.add_command(moved(old_name, command))
