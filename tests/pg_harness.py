@@ -126,6 +126,8 @@ def start_debian_pg() -> Server:
     options = (
         f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        # logical decoding (exporter/pgoutput.py reads a slot of this server)
+        " -c wal_level=logical"
     )
     subprocess.run(
         _as_postgres(
