@@ -13,6 +13,7 @@ TOASTed value the update did not change (the reader keeps the value it has)."""
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import struct
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -22,21 +23,13 @@ from exporter.errors import ExportError
 POSTGRES_EPOCH: Final = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
-class _Unchanged:
+class _Unchanged(enum.Enum):
     """A TOASTed value an update left as it was: pgoutput does not send it."""
 
-    _instance: _Unchanged | None = None
-
-    def __new__(cls) -> _Unchanged:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "UNCHANGED"
+    UNCHANGED = "u"
 
 
-UNCHANGED: Final = _Unchanged()
+UNCHANGED: Final = _Unchanged.UNCHANGED
 Value = str | bytes | None | _Unchanged
 Row = tuple[Value, ...]
 
